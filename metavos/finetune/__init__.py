@@ -1,0 +1,1 @@
+"""Test-time fine-tuning: one inner loop, parameterised for OSVOS and e-OSVOS."""

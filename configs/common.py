@@ -1,0 +1,100 @@
+"""Config blocks shared by every method: data, model, training loop, eval.
+
+Each method's config (configs/<method>.py) starts from these blocks and
+changes only what it needs, so a field means the same thing in every method.
+"""
+
+import os
+
+import ml_collections
+
+# The real DAVIS 2016 training videos that sit beside a metavos checkout.
+DAVIS16_240P = os.path.abspath(os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "datasets",
+    "DAVIS2016-train-240p"))
+
+
+def data_config() -> ml_collections.ConfigDict:
+  d = ml_collections.ConfigDict()
+  d.kind = "davis"            # Reader: "davis" | "youtube_vos" | "tfds".
+  d.root = ""                 # Dataset root; "" = synthetic videos made in the workdir.
+  d.year = 2017               # 2016: every nonzero mask pixel is one object; 2017: object ids.
+  d.resolution = "480p"       # DAVIS resolution folder: "480p", "240p", "Full-Resolution".
+  d.train_split = "train"     # Split to train on.
+  d.split = "val"             # Split to evaluate on.
+  d.max_eval_videos = 0       # Evaluate only the first N videos of the split; 0 = all.
+  s = d.synthetic = ml_collections.ConfigDict()
+  s.num_videos = 6            # Synthetic videos in all (the last third are "val").
+  s.num_frames = 12           # Frames per synthetic video.
+  s.height = 96               # Synthetic frame height.
+  s.width = 160               # Synthetic frame width.
+  s.max_objects = 3           # Objects per synthetic video, at most.
+  s.seed = 0                  # Synthetic dataset seed (same seed, same bytes).
+  return d
+
+
+def model_config() -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.name = "fcn"              # "fcn" (ResNet-GN + FPN decoder) | "osvos" (side outputs fused).
+  m.backbone = "tiny"         # "tiny" | "small" | "resnet18" | "resnet34" | "resnet50".
+  m.fpn_dim = 32              # Channels of the FPN decoder.
+  m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
+  m.pretrained = ""           # torchvision-layout ResNet state dict (.npz/.pth); "" = random init.
+  return m
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  a = ml_collections.ConfigDict()
+  a.flip = True                     # Random horizontal flip.
+  a.scale_range = (0.75, 1.25)      # Random zoom range.
+  a.max_rotation_deg = 30.0         # Random rotation in [-x, x] degrees.
+  return a
+
+
+def finetune_config() -> ml_collections.ConfigDict:
+  """Test-time fine-tuning on the annotated frame(s) (metavos.finetune.video)."""
+  f = ml_collections.ConfigDict()
+  f.num_steps = 10            # T: SGD steps on the annotated frame(s).
+  f.lr = 1e-3                 # Global rate when the rates are not meta-learned (OSVOS).
+  f.momentum = 0.0            # SGD momentum: 0 for e-OSVOS, 0.9 for OSVOS.
+  f.loss = "lovasz_hinge"     # "lovasz_hinge" | "bce" | "balanced_bce".
+  f.copies = 3                # Augmented copies of each support frame per step.
+  f.augment = augment_config()
+  f.steps_per_call = 10       # Steps per jitted call (bounds compile time for long T).
+  f.online_interval = 0       # Online adaptation every N frames; 0 = off (e-OSVOS-T-OnA: 5).
+  f.online_steps = 10         # Steps of each online adaptation.
+  f.online_recent = 1         # Recent predicted frames added to the support set.
+  f.frames_per_call = 8       # Frames segmented per jitted call.
+  f.input_size = ()           # (H, W) to run the network at; () = native size.
+  f.bg_threshold = 0.5        # Background where every object's probability is below this.
+  f.num_annotated = 1         # Annotated frames per video (evenly spaced) for OSVOS 1/2/4.
+  f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.
+  return f
+
+
+def train_config() -> ml_collections.ConfigDict:
+  t = ml_collections.ConfigDict()
+  t.num_steps = 1000          # Outer (meta-)training steps.
+  t.batch_size = 4            # Global batch (tasks or frames) over all devices and hosts.
+  t.image_size = (96, 160)    # (H, W) training resolution.
+  t.log_every = 10            # Steps between JSON metric lines.
+  t.checkpoint_every = 100    # Steps between checkpoints.
+  t.max_checkpoints = 3       # Checkpoints kept.
+  t.tensorboard = True        # Also write TensorBoard event files.
+  return t
+
+
+def base_config(method: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.method = method           # Trainer from metavos.methods.registry.
+  c.mode = "train"            # "train" (then evaluate) | "evaluate" (needs restore or a workdir checkpoint).
+  c.seed = 0                  # Everything random derives from this and the step.
+  c.restore = ""              # Checkpoint dir to start from when the workdir has none.
+  c.num_devices = 0           # Devices in the data mesh; 0 = all.
+  c.distributed = False       # Call jax.distributed.initialize (multi-host).
+  c.unroll = -1               # Inner-loop lax.scan unroll: -1 = auto (full on CPU, 1 elsewhere).
+  c.data = data_config()
+  c.model = model_config()
+  c.train = train_config()
+  c.finetune = finetune_config()
+  return c

@@ -1,0 +1,215 @@
+"""Segment a video by fine-tuning on its annotated frame(s), all objects at once.
+
+Shared by OSVOS (hand-designed schedule) and e-OSVOS (meta-learned init and
+rates). All objects of a video are adapted together in one vmapped call;
+every frame is then segmented independently with the adapted parameters and
+the per-object probabilities are merged by argmax, with background wherever
+the highest probability is below `bg_threshold`.
+
+Online adaptation (e-OSVOS-T-OnA): every `online_interval` frames the
+parameters are reset to the post-first-frame ones and `online_steps` steps are
+run on the annotated frame(s) plus the most recent predicted masks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from metavos.data import sampling
+from metavos.data.types import VOID, Video
+from metavos.finetune import inner_loop, losses, support
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """Test-time fine-tuning schedule (see configs/*.py `finetune` fields)."""
+  num_steps: int = 10
+  momentum: float = 0.0
+  loss: str = "lovasz_hinge"
+  copies: int = 3
+  augment: tuple[tuple[str, Any], ...] | None = None
+  unroll: bool | int = True
+  steps_per_call: int = 10
+  online_interval: int = 0
+  online_steps: int = 10
+  online_recent: int = 1
+  frames_per_call: int = 8
+  input_size: tuple[int, int] | None = None
+  bg_threshold: float = 0.5
+
+  @classmethod
+  def from_config(cls, cfg: ml_collections.ConfigDict,
+                  unroll: bool | int) -> "FinetuneConfig":
+    aug = cfg.get("augment")
+    aug = tuple(sorted(dict(aug).items())) if aug else None
+    size = tuple(cfg.input_size) if cfg.get("input_size") else None
+    return cls(num_steps=cfg.num_steps, momentum=cfg.momentum, loss=cfg.loss,
+               copies=cfg.copies, augment=aug, unroll=unroll,
+               steps_per_call=cfg.steps_per_call,
+               online_interval=cfg.online_interval,
+               online_steps=cfg.online_steps, online_recent=cfg.online_recent,
+               frames_per_call=cfg.frames_per_call, input_size=size,
+               bg_threshold=cfg.bg_threshold)
+
+
+def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
+                  bg_threshold: float = 0.5) -> np.ndarray:
+  """Merges (K, ..., H, W) per-object probabilities into an id map.
+
+  Each pixel takes the object of highest probability, or 0 (background) when
+  that probability is below `bg_threshold`.
+  """
+  ids = np.asarray(object_ids, np.uint8)[np.argmax(probs, axis=0)]
+  return np.where(probs.max(axis=0) >= bg_threshold, ids, 0).astype(np.uint8)
+
+
+def _broadcast(tree, k: int):
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + x.shape), tree)
+
+
+class VideoSegmenter:
+  """Fine-tunes on annotated frames and segments every frame of a video."""
+
+  def __init__(self, apply_fn: Callable, cfg: FinetuneConfig):
+    self.apply_fn = apply_fn
+    self.cfg = cfg
+    self._loss = losses.get_loss(cfg.loss)
+    self._aug = dict(cfg.augment) if cfg.augment else None
+
+  @functools.partial(jax.jit, static_argnums=(0, 7))
+  def _adapt(self, params, lrs, images, masks, valid, keys, num_steps,
+             velocity):
+    """vmapped over objects: params (K, ...), images (K, N, H, W, 3)."""
+
+    def one(p, img, msk, val, key, vel):
+      loss_fn = support.make_support_loss(
+          self.apply_fn, self._loss, img, msk, val, copies=self.cfg.copies,
+          augment=self._aug)
+      return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
+                              momentum=self.cfg.momentum, first_order=True,
+                              unroll=self.cfg.unroll, velocity=vel)
+
+    return jax.vmap(one)(params, images, masks, valid, keys, velocity)
+
+  @functools.partial(jax.jit, static_argnums=(0, 3))
+  def _predict(self, params, frames, out_size):
+    """(K, B, H_out, W_out) probabilities for frames (B, h, w, 3)."""
+    probs = jax.vmap(lambda p: support.sigmoid_probs(self.apply_fn, p,
+                                                     frames))(params)
+    if probs.shape[2:] != tuple(out_size):
+      probs = jax.image.resize(probs, probs.shape[:2] + tuple(out_size),
+                               "bilinear")
+    return probs
+
+  def adapt(self, params, lrs, images, masks, valid, rng, num_steps):
+    """Chunked adaptation: at most `steps_per_call` steps per jitted call.
+
+    Splitting long runs (T = 100, 1000) keeps compile time bounded when the
+    inner loop is unrolled; the momentum buffer is carried across chunks.
+    """
+    k = images.shape[0]
+    velocity = (jax.tree.map(jnp.zeros_like, params)
+                if self.cfg.momentum else None)
+    done, step_losses = 0, []
+    while done < num_steps:
+      n = min(self.cfg.steps_per_call, num_steps - done)
+      keys = jax.random.split(jax.random.fold_in(rng, done), k)
+      params, velocity, ls = self._adapt(params, lrs, images, masks, valid,
+                                         keys, n, velocity)
+      step_losses.append(ls)
+      done += n
+    return params, jnp.concatenate(step_losses, axis=1)
+
+  def segment(self, params, lrs, video: Video, rng: jax.Array,
+              annotated_frames: Sequence[int] | None = None):
+    """Segments `video` from its annotated frame(s).
+
+    Args:
+      params: initialisation (parent network or meta-learned init).
+      lrs: learning-rate tree (see metavos.finetune.lrs).
+      video: the video; masks are read only at the support frames.
+      rng: PRNG key.
+      annotated_frames: frame indices whose ground truth is given. None =
+        each object's first annotated frame (the one-shot protocol).
+
+    Returns:
+      (pred, stats): (T, H, W) uint8 object ids and a dict of timings.
+    """
+    cfg = self.cfg
+    t0 = time.perf_counter()
+    out_size = video.size
+    in_size = cfg.input_size or out_size
+    frames = sampling.resize_frames(video.frames, in_size).astype(
+        np.float32) / 255.0
+    masks = sampling.resize_masks(video.masks, in_size)
+    objs = list(video.object_ids)
+    if annotated_frames is None:
+      sup_idx = [[video.first_frame[o]] for o in objs]
+    else:
+      sup_idx = [list(annotated_frames) for _ in objs]
+    sup_img = np.stack([frames[ix] for ix in sup_idx])
+    sup_msk = np.stack([(masks[ix] == o).astype(np.float32)
+                        for o, ix in zip(objs, sup_idx)])
+    sup_val = np.stack([masks[ix] != VOID for ix in sup_idx])
+    k = len(objs)
+    first_params, ft_losses = self.adapt(
+        _broadcast(params, k), lrs, sup_img, sup_msk, sup_val, rng,
+        cfg.num_steps)
+    jax.block_until_ready(first_params)
+    t_ft = time.perf_counter() - t0
+
+    probs = np.zeros((k, video.num_frames) + out_size, np.float32)
+    small = np.zeros((k, video.num_frames) + tuple(in_size), np.float32)
+    cur = first_params
+    block = cfg.online_interval or video.num_frames
+    ona_seconds = 0.0
+    for start in range(0, video.num_frames, block):
+      stop = min(start + block, video.num_frames)
+      if cfg.online_interval and start > 0:
+        t1 = time.perf_counter()
+        cur = self._online(first_params, lrs, sup_img, sup_msk, sup_val,
+                           frames, small, start, rng)
+        ona_seconds += time.perf_counter() - t1
+      for b in range(start, stop, cfg.frames_per_call):
+        e = min(b + cfg.frames_per_call, stop)
+        probs[:, b:e] = np.asarray(self._predict(cur, frames[b:e], out_size))
+        if cfg.online_interval:
+          small[:, b:e] = np.asarray(self._predict(cur, frames[b:e], in_size))
+    for i, o in enumerate(objs):  # Objects do not exist before they enter.
+      probs[i, :video.first_frame[o]] = 0.0
+    pred = merge_objects(probs, objs, cfg.bg_threshold)
+    for ix in {t for idx in sup_idx for t in idx}:  # Given frames stay given.
+      pred[ix] = np.where(video.masks[ix] == VOID, 0, video.masks[ix])
+    seconds = time.perf_counter() - t0
+    stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds,
+             "seconds": seconds, "fps": video.num_frames / seconds,
+             "final_support_loss": float(np.mean(ft_losses[:, -1]))}
+    return pred, stats
+
+  def _online(self, first_params, lrs, sup_img, sup_msk, sup_val, frames,
+              small_probs, start, rng):
+    """Re-adapts from the post-first-frame params on recent predictions."""
+    r = self.cfg.online_recent
+    recent = list(range(max(0, start - r), start))
+    recent = [recent[0]] * (r - len(recent)) + recent  # static support size
+    objs_probs = small_probs[:, recent]  # (K, r, h, w)
+    winner = objs_probs.argmax(axis=0)[None] == np.arange(
+        objs_probs.shape[0])[:, None, None, None]
+    rec_msk = ((objs_probs >= self.cfg.bg_threshold) & winner).astype(
+        np.float32)
+    img = np.concatenate([sup_img, np.broadcast_to(
+        frames[recent][None], (sup_img.shape[0],) + frames[recent].shape)], 1)
+    msk = np.concatenate([sup_msk, rec_msk], 1)
+    val = np.concatenate([sup_val, np.ones_like(rec_msk, bool)], 1)
+    params, _ = self.adapt(first_params, lrs, img, msk, val,
+                           jax.random.fold_in(rng, start),
+                           self.cfg.online_steps)
+    return params

@@ -1,0 +1,1 @@
+"""Meta-learning of the fine-tuning: initialisation and neuron-level rates."""
