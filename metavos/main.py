@@ -1,0 +1,34 @@
+r"""Command line: `python -m metavos.main --config=configs/eosvos.py:smoke --workdir=DIR`.
+
+The logic lives in `metavos.train.train_and_evaluate`, importable from Colab.
+"""
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from metavos import train
+from metavos.runtime import distributed
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "configs/<method>.py[:arg]", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, results.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = FLAGS.config
+  if config.distributed:
+    distributed.initialize()
+  logging.info("process %d/%d, %d local / %d global devices (%s)",
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(),
+               jax.default_backend())
+  train.train_and_evaluate(config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

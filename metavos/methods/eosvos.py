@@ -1,0 +1,116 @@
+"""e-OSVOS: meta-train the fine-tuning, then fine-tune and segment each video.
+
+train: the model initialisation and neuron-level learning rates are
+meta-learned on tasks (sequence, object) with `metavos.meta.meta_step`.
+evaluate: e-OSVOS-T (T steps on the first frame) and, with
+`finetune.online_interval > 0`, e-OSVOS-T-OnA.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+
+from metavos.data import sampling
+from metavos.finetune import lrs as lrs_lib
+from metavos.finetune import video as video_lib
+from metavos.meta import meta_step
+from metavos.methods import eval_loop, setup, train_loop
+from metavos.runtime import checkpoint, sharding
+
+
+def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
+  m = config.meta
+  aug = tuple(sorted(m.augment.to_dict().items())) if m.augment else None
+  return meta_step.MetaConfig(
+      num_inner_steps=m.num_inner_steps, support_copies=m.support_copies,
+      augment=aug, loss=m.loss, first_order=m.first_order, remat=m.remat,
+      unroll=setup.unroll(config))
+
+
+def make_optimizer(config: ml_collections.ConfigDict):
+  m = config.meta
+  return meta_step.make_optimizer(m.outer_lr, m.weight_decay, m.train_lrs,
+                                  m.lrs_outer_lr)
+
+
+def initial_meta_params(config, model: setup.Model):
+  params = model.params
+  if config.meta.init_from:  # e.g. an OSVOS parent network
+    params = checkpoint.restore_subtree(config.meta.init_from, "params",
+                                        params)
+  rng = jax.random.key(config.seed + 2)
+  return meta_step.init_meta_params(params, config.meta.lr_mode,
+                                    config.meta.lr_init, config.meta.lr_jitter,
+                                    rng)
+
+
+def make_update(config, model: setup.Model, mesh):
+  """The jitted outer step: batch sharded on `data`, state replicated."""
+  cfg, tx = meta_config(config), make_optimizer(config)
+
+  def update(state, batch, rng):
+    mp, opt, metrics = meta_step.meta_update(
+        state["meta_params"], state["opt_state"], batch, rng,
+        apply_fn=model.apply_fn, cfg=cfg, tx=tx)
+    return {"meta_params": mp, "opt_state": opt,
+            "step": state["step"] + 1}, metrics
+
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return jax.jit(update, in_shardings=(repl, data, repl),
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str):
+  mesh = sharding.make_mesh(config.num_devices or None)
+  model = setup.build_model(config, config.seed)
+  sampler = sampling.TaskSampler(setup.train_videos(config, workdir),
+                                 config.meta.num_query, config.seed)
+  logging.info("%d meta-training tasks (sequence, object)", len(sampler))
+
+  def init_state():
+    mp = initial_meta_params(config, model)
+    state = {"meta_params": mp, "opt_state": make_optimizer(config).init(mp),
+             "step": jnp.zeros((), jnp.int32)}
+    return sharding.replicate(state, mesh)
+
+  sample = functools.partial(_sample, sampler, config.train.batch_size)
+  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
+                         update=make_update(config, model, mesh),
+                         sample=sample,
+                         items_per_step=config.train.batch_size)
+  return state["meta_params"], model
+
+
+def _sample(sampler, batch_size, step):
+  return sampler.sample(step, batch_size, jax.process_index(),
+                        jax.process_count())
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             meta_params=None, model: setup.Model | None = None) -> dict:
+  """Fine-tunes on each video's first frame and scores the split."""
+  model = model or setup.build_model(config, config.seed)
+  if meta_params is None:
+    abstract = initial_meta_params(config, model)
+    meta_params = checkpoint.restore_subtree(
+        setup.trained_checkpoint(config, workdir), "meta_params", abstract)
+  segmenter = video_lib.VideoSegmenter(
+      model.apply_fn,
+      video_lib.FinetuneConfig.from_config(config.finetune,
+                                           setup.unroll(config)))
+  logging.info("Learned rates: %s", lrs_lib.lr_summary(meta_params["lrs"]))
+  segment = lambda video, rng: segmenter.segment(
+      meta_params["init"], meta_params["lrs"], video, rng)
+  return eval_loop.evaluate_split(config, workdir, segment)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  if config.mode == "evaluate":
+    return evaluate(config, workdir)
+  meta_params, model = train(config, workdir)
+  return evaluate(config, workdir, meta_params, model)

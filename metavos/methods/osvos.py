@@ -1,0 +1,140 @@
+"""OSVOS: a parent network, then one-shot fine-tuning per object.
+
+train: the parent network learns foreground vs background on all annotated
+frames of the training videos with class-balanced cross-entropy; the OSVOS
+head (`model.name=osvos`) adds deep supervision on its side outputs with a
+weight that decays linearly to 0 over training.
+evaluate: per object, SGD with momentum on the annotated frame(s) with the
+same inner loop as e-OSVOS (one global hand-tuned rate), then every frame is
+segmented independently.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from metavos.data import sampling
+from metavos.data.types import Video
+from metavos.finetune import losses
+from metavos.finetune import video as video_lib
+from metavos.methods import eval_loop, setup, train_loop
+from metavos.runtime import checkpoint, sharding
+
+
+def make_optimizer(config: ml_collections.ConfigDict):
+  p = config.parent
+  if p.optimizer == "adam":
+    return optax.adamw(p.lr, weight_decay=p.weight_decay)
+  if p.optimizer == "sgd":
+    return optax.chain(optax.add_decayed_weights(p.weight_decay),
+                       optax.sgd(p.lr, momentum=0.9))
+  raise ValueError(f"config.parent.optimizer must be 'adam' or 'sgd', got "
+                   f"{p.optimizer!r}.")
+
+
+def parent_loss(params, batch, side_weight, *, model: setup.Model,
+                loss_name: str):
+  """Fused-output loss plus `side_weight` x the mean side-output loss."""
+  loss = losses.get_loss(loss_name)
+  logits, side = model.apply_with_aux_fn(params, batch["image"])
+  main = loss(logits[..., 0], batch["mask"], batch["valid"])
+  aux = (sum(loss(s[..., 0], batch["mask"], batch["valid"]) for s in side)
+         / len(side)) if side else jnp.zeros(())
+  return main + side_weight * aux, {"main_loss": main, "side_loss": aux}
+
+
+def make_update(config, model: setup.Model, mesh):
+  tx = make_optimizer(config)
+  total = config.train.num_steps
+  decay = config.parent.side_weight_decay
+
+  def update(state, batch, rng):
+    del rng  # Parent training draws no randomness on the device.
+    # Deep-supervision weight decays linearly from 1 to 0 over training.
+    w = (jnp.maximum(0.0, 1.0 - state["step"] / total) if decay
+         else jnp.ones(()))
+    (loss, aux), grads = jax.value_and_grad(
+        functools.partial(parent_loss, model=model,
+                          loss_name=config.parent.loss),
+        has_aux=True)(state["params"], batch, w)
+    updates, opt = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {"loss": loss, "side_weight": w,
+               "grad_norm": optax.global_norm(grads), **aux}
+    return {"params": params, "opt_state": opt,
+            "step": state["step"] + 1}, metrics
+
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return jax.jit(update, in_shardings=(repl, data, repl),
+                 out_shardings=(repl, repl), donate_argnums=0)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str):
+  mesh = sharding.make_mesh(config.num_devices or None)
+  model = setup.build_model(config, config.seed)
+  sampler = sampling.FrameSampler(setup.train_videos(config, workdir),
+                                  config.seed)
+  logging.info("%d annotated training frames", len(sampler))
+
+  def init_state():
+    state = {"params": model.params,
+             "opt_state": make_optimizer(config).init(model.params),
+             "step": jnp.zeros((), jnp.int32)}
+    return sharding.replicate(state, mesh)
+
+  def sample(step):
+    return sampler.sample(step, config.train.batch_size, jax.process_index(),
+                          jax.process_count())
+
+  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
+                         update=make_update(config, model, mesh),
+                         sample=sample, items_per_step=config.train.batch_size)
+  return state["params"], model
+
+
+def annotated_frames(config, video: Video) -> list[int] | None:
+  """The frames whose masks fine-tuning may use (1, 2, 4, ... evenly spaced)."""
+  f = config.finetune
+  if f.annotated_frames:
+    bad = [t for t in f.annotated_frames
+           if not 0 <= t < video.num_frames or not video.annotated[t]]
+    if bad:
+      raise ValueError(f"{video.name}: finetune.annotated_frames {bad} are "
+                       "not annotated frames of this video.")
+    return list(f.annotated_frames)
+  if f.num_annotated <= 1:
+    return None
+  first = min(video.first_frame.values())
+  picks = first + np.arange(f.num_annotated) * (video.num_frames - first) // (
+      f.num_annotated)
+  return [int(t) for t in picks]
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, params=None,
+             model: setup.Model | None = None) -> dict:
+  model = model or setup.build_model(config, config.seed)
+  if params is None:
+    params = checkpoint.restore_subtree(setup.trained_checkpoint(config, workdir),
+                                        "params", model.params)
+  segmenter = video_lib.VideoSegmenter(
+      model.apply_fn,
+      video_lib.FinetuneConfig.from_config(config.finetune,
+                                           setup.unroll(config)))
+  lr = jnp.asarray(config.finetune.lr, jnp.float32)  # one global rate
+  segment = lambda video, rng: segmenter.segment(
+      params, lr, video, rng, annotated_frames(config, video))
+  return eval_loop.evaluate_split(config, workdir, segment)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  if config.mode == "evaluate":
+    return evaluate(config, workdir)
+  params, model = train(config, workdir)
+  return evaluate(config, workdir, params, model)

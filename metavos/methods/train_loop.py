@@ -1,0 +1,67 @@
+"""The one training loop every method runs.
+
+Sections: resume -> loop (sample, shard, step, log, checkpoint) -> finish.
+A method supplies only `init_state`, a jitted `update` and a `sample`
+function; checkpoints, logs, the NaN guard, sharding and randomness are the
+same for all methods.
+
+Resume order (documented in README): (1) the latest checkpoint in
+`<workdir>/checkpoints`; (2) `config.restore`; (3) fresh initialisation.
+Randomness is derived from `fold_in(seed, step)` and the data position is
+the step, so a resumed run sees exactly the batches and keys of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+from absl import logging
+
+from metavos.runtime import checkpoint, metric_writer, sharding
+
+State = dict[str, Any]  # must hold "step": int32 scalar array
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        mesh: jax.sharding.Mesh, init_state: Callable[[], State],
+        update: Callable, sample: Callable[[int], dict],
+        items_per_step: int = 0) -> State:
+  """Trains until `config.train.num_steps`; returns the final state.
+
+  Args:
+    config: the full config (train.*, seed, restore are read).
+    workdir: run directory; checkpoints in `<workdir>/checkpoints`.
+    mesh: the data mesh from `metavos.runtime.sharding.make_mesh`.
+    init_state: builds a fresh (replicated) state.
+    update: jitted `(state, batch, rng) -> (state, metrics)`.
+    sample: `step -> this process's numpy batch` (deterministic in step).
+    items_per_step: global items per step, for the throughput line.
+  """
+  t = config.train
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=t.max_checkpoints)
+  state, _, source = checkpoint.restore_or_init(
+      ckpt, config.restore, init_state)
+  start = int(jax.device_get(state["step"]))
+  logging.info("Training from step %d (%s)", start, source)
+  writer = metric_writer.MetricWriter(
+      workdir, total_steps=t.num_steps, start_step=start,
+      tensorboard=t.tensorboard, items_per_step=items_per_step)
+  writer.write_config(config)
+  base_rng = jax.random.key(config.seed)
+  for step in range(start, t.num_steps):
+    batch = sharding.shard_batch(sample(step), mesh)
+    state, metrics = update(state, batch, jax.random.fold_in(base_rng, step))
+    done = step + 1
+    if done % t.log_every == 0 or done == t.num_steps:
+      writer.write_scalars(done, jax.device_get(metrics))
+    if done % t.checkpoint_every == 0 or done == t.num_steps:
+      ckpt.save(done, state, {"data_position": done})
+  ckpt.wait_until_finished()
+  writer.close()
+  ckpt.close()
+  return state
