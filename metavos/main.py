@@ -4,7 +4,7 @@ The logic lives in `metavos.train.train_and_evaluate`, importable from Colab.
 """
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from metavos import train
@@ -21,13 +21,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = FLAGS.config
-  if config.distributed:
-    distributed.initialize()
-  logging.info("process %d/%d, %d local / %d global devices (%s)",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(),
-               jax.default_backend())
-  train.train_and_evaluate(config, FLAGS.workdir)
+  # Logs process and device counts; a no-op for a single process.
+  distributed.initialize(config)
+  metrics = train.train_and_evaluate(config, FLAGS.workdir)
+  if jax.process_index() == 0:
+    print(train.describe_outputs(FLAGS.workdir, metrics), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                      f"{config.mode!r}.")
   os.makedirs(workdir, exist_ok=True)
   return registry.get(config.method)(config, workdir)
+
+
+def describe_outputs(workdir: str, metrics: dict) -> str:
+  """A closing summary naming where the run's outputs are."""
+  lines = [f"Outputs in {os.path.abspath(workdir)}:"]
+  for name, what in [("results", "segmentations (DAVIS palette PNGs)"),
+                     ("metrics.json", "DAVIS J&F"),
+                     ("metrics.jsonl", "training metrics, one JSON line per step"),
+                     ("timing.json", "seconds and frames per second per video"),
+                     ("checkpoints", "Orbax checkpoints"),
+                     ("config.json", "the config of the run")]:
+    if os.path.exists(os.path.join(workdir, name)):
+      lines.append(f"  {name:<14} {what}")
+  if metrics:
+    g = metrics["global"]
+    lines.append(f"J&F-Mean {g['J&F-Mean']:.4f}  J-Mean {g['J-Mean']:.4f}  "
+                 f"F-Mean {g['F-Mean']:.4f}")
+  return "\n".join(lines)
