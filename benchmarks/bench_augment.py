@@ -1,6 +1,6 @@
 """CPU time of one jitted augment call at 240x427x3, for both bilinear samplers.
 
-Run: cd /work/main && PYTHONPATH=. python /tmp/vosaug/bench_final.py
+Run: PYTHONPATH=. python benchmarks/bench_augment.py
 """
 import time
 import jax, jax.numpy as jnp, numpy as np
