@@ -40,6 +40,8 @@ import cv2
 import numpy as np
 from PIL import Image
 from skimage.morphology import disk
+from vos_benchmark import benchmark
+from vos_benchmark import evaluator as vos_evaluator
 
 from metavos import evaluate
 from metavos.data import io
@@ -125,7 +127,9 @@ def write_dataset(root: pathlib.Path, sequences: dict) -> pathlib.Path:
 def _official_bmap(seg: np.ndarray) -> np.ndarray:
   seg = seg.astype(bool)
   right, below, diag = (np.zeros_like(seg) for _ in range(3))
-  right[:, :-1], below[:-1, :], diag[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
+  right[:, :-1] = seg[:, 1:]
+  below[:-1, :] = seg[1:, :]
+  diag[:-1, :-1] = seg[1:, 1:]
   bmap = (seg ^ right) | (seg ^ below) | (seg ^ diag)
   bmap[-1, :] = seg[-1, :] ^ right[-1, :]
   bmap[:, -1] = seg[:, -1] ^ below[:, -1]
@@ -165,8 +169,7 @@ def official_video(gt: np.ndarray, pred: np.ndarray, ids) -> dict:
 
 
 def vos_benchmark_video(gt: np.ndarray, pred: np.ndarray) -> dict:
-  from vos_benchmark.evaluator import Evaluator  # pylint: disable=g-import-not-at-top
-  evaluator = Evaluator()
+  evaluator = vos_evaluator.Evaluator()
   for t in range(1, gt.shape[0] - 1):
     evaluator.feed_frame(pred[t], gt[t])
   return {k: {"J": np.array(evaluator.object_iou[k]),
@@ -249,7 +252,8 @@ def main() -> None:
   rows = {}
 
   def metavos_metrics():
-    return {n: davis.evaluate_video(g, p, ids) for n, (g, p) in sequences.items()}
+    return {n: davis.evaluate_video(g, p, ids)
+            for n, (g, p) in sequences.items()}
 
   def official_metrics():
     return {n: official_video(g, p, ids) for n, (g, p) in sequences.items()}
@@ -257,14 +261,27 @@ def main() -> None:
   def vos_metrics():
     return {n: vos_benchmark_video(g, p) for n, (g, p) in sequences.items()}
 
-  for label, fn in [("metavos", metavos_metrics), ("official", official_metrics),
-                    ("vos-benchmark", vos_metrics)]:
+  def one_cv2_thread(fn):
+    def run():
+      threads = cv2.getNumThreads()
+      cv2.setNumThreads(1)
+      try:
+        return fn()
+      finally:
+        cv2.setNumThreads(threads)
+    return run
+
+  cv2_threads = cv2.getNumThreads()
+  for label, fn in [
+      ("metavos", metavos_metrics),
+      (f"official, cv2 {cv2_threads} threads", official_metrics),
+      ("official, cv2 1 thread", one_cv2_thread(official_metrics)),
+      ("vos-benchmark", vos_metrics)]:
     seconds, result = _timed(fn, args.repeats)
     rows[("metrics", label)] = (seconds, _means(result))
-    print(f"metrics     {label:<22} {seconds:7.2f} s  J/F {_means(result)}")
+    print(f"metrics     {label:<30} {seconds:7.2f} s  J/F {_means(result)}")
 
   if not args.skip_end_to_end:
-    from vos_benchmark import benchmark  # pylint: disable=g-import-not-at-top
     with tempfile.TemporaryDirectory() as tmp:
       root = pathlib.Path(tmp)
       data = write_dataset(root, sequences)
@@ -278,6 +295,19 @@ def main() -> None:
       def official_e2e():
         return _means(official_end_to_end(data, results, names))
 
+      def ground_truth_only():  # metavos' share spent in the DAVIS loader.
+        dataset = evaluate.davis_data.DavisDataset(data, 2017, "val", "480p")
+        for name in names:
+          evaluate.load_ground_truth(dataset, name)
+
+      def png_decoding_only():  # The floor: every PNG any of them reads.
+        for name in names:
+          pngs = sorted((data / "Annotations" / "480p" / name).glob("*.png"))
+          for png in pngs:
+            _read_png(png)
+          for png in pngs[1:-1]:
+            _read_png(results / name / png.name)
+
       def vos_e2e(processes):
         def run():
           _, j, f, _ = benchmark.benchmark(
@@ -287,16 +317,21 @@ def main() -> None:
         return run
 
       cores = os.cpu_count() or 1
-      for label, fn in [("metavos", metavos_e2e), ("official", official_e2e),
-                        ("vos-benchmark 1 proc", vos_e2e(1)),
-                        (f"vos-benchmark {cores} procs", vos_e2e(cores))]:
+      for label, fn in [
+          ("metavos", metavos_e2e),
+          ("  of which ground-truth loading", ground_truth_only),
+          ("PNG decoding alone (PIL)", png_decoding_only),
+          ("official", official_e2e),
+          ("vos-benchmark 1 proc", vos_e2e(1)),
+          (f"vos-benchmark {cores} procs", vos_e2e(cores))]:
         seconds, means = _timed(fn, args.repeats)
         rows[("end to end", label)] = (seconds, means)
-        print(f"end to end  {label:<22} {seconds:7.2f} s  J/F {means}")
+        print(f"end to end  {label:<30} {seconds:7.2f} s  J/F {means}")
 
-  reference = rows[("metrics", "official")][1]
+  reference = rows[("metrics", "metavos")][1]
   for key, (_, means) in rows.items():
-    assert np.allclose(means, reference, rtol=0, atol=1e-9), (key, means)
+    if means is not None:
+      assert np.allclose(means, reference, rtol=0, atol=1e-9), (key, means)
   print("\nall implementations agree on J-Mean and F-Mean")
   print("\n| timing | implementation | seconds | frames/s | vs metavos |")
   print("|---|---|---:|---:|---:|")
@@ -304,7 +339,8 @@ def main() -> None:
     ours = rows[(kind, "metavos")][0]
     print(f"| {kind} | {label} | {seconds:.2f} | {frames / seconds:.0f} | "
           f"{seconds / ours:.1f}x |")
-  print(json.dumps({f"{k} / {l}": round(s, 3) for (k, l), (s, _) in rows.items()}))
+  print(json.dumps({f"{kind} / {label}": round(seconds, 3)
+                    for (kind, label), (seconds, _) in rows.items()}))
 
 
 if __name__ == "__main__":
