@@ -1,0 +1,71 @@
+"""Builds a segmentation model from its `config.model` ConfigDict."""
+
+from __future__ import annotations
+
+import ml_collections
+from absl import logging
+from flax import nnx
+
+from metavos.models import osvos_head
+from metavos.models import pretrained
+from metavos.models import resnet
+from metavos.models import segmenter
+
+MODEL_NAMES = ("fcn", "osvos")
+BACKBONE_NAMES = tuple(resnet.RESNET_SPECS)
+
+
+def default_model_config() -> ml_collections.ConfigDict:
+  """The `config.model` fields read by `build_model`, with their defaults."""
+  config = ml_collections.ConfigDict()
+  # "fcn": ResNet + FPN decoder, one logit map (`FCNSegmenter`).
+  # "osvos": ResNet + per-stage side outputs fused by a 1x1 conv, with side
+  #   logits for deep supervision (`OSVOSSegmenter`).
+  config.name = "fcn"
+  # One of "tiny" (tests), "small" (CPU recipes), "resnet18", "resnet34",
+  # "resnet50" (torchvision layouts; can load ImageNet weights).
+  config.backbone = "small"
+  # Decoder width: FPN/head channels for "fcn"; width of each side output's
+  # 3x3 prep conv for "osvos" (OSVOS uses 16; 0 = 1x1 side convs only).
+  config.fpn_dim = 32
+  # Requested GroupNorm groups; narrow layers use the largest divisor of
+  # their channel count that is <= this (see `resnet.group_count`).
+  config.norm_groups = 32
+  # Local .npz/.pth torchvision ResNet state dict for the backbone; "" trains
+  # from scratch. Never downloaded.
+  config.pretrained = ""
+  return config
+
+
+def build_model(model_config: ml_collections.ConfigDict,
+                rngs: nnx.Rngs) -> nnx.Module:
+  """Builds the segmenter described by `model_config`.
+
+  Args:
+    model_config: fields as in `default_model_config()`.
+    rngs: initialisation randomness (not kept in the model).
+
+  Returns:
+    An `FCNSegmenter` or `OSVOSSegmenter` whose only state is `nnx.Param`s.
+
+  Raises:
+    ValueError: on an unknown model or backbone name (the message lists the
+      options), or on pretrained weights that do not fit.
+  """
+  name = model_config.name
+  if name not in MODEL_NAMES:
+    raise ValueError(f"Unknown model.name {name!r}; options: {MODEL_NAMES}.")
+  if model_config.backbone not in BACKBONE_NAMES:
+    raise ValueError(f"Unknown model.backbone {model_config.backbone!r}; "
+                     f"options: {BACKBONE_NAMES}.")
+  backbone = resnet.build_resnet(model_config.backbone,
+                                 model_config.norm_groups, rngs=rngs)
+  if model_config.pretrained:
+    report = pretrained.load_pretrained_backbone(backbone,
+                                                 model_config.pretrained)
+    logging.info("Backbone %s initialised from %s", model_config.backbone,
+                 report.source)
+  if name == "fcn":
+    return segmenter.FCNSegmenter(backbone, model_config.fpn_dim,
+                                  model_config.norm_groups, rngs=rngs)
+  return osvos_head.OSVOSSegmenter(backbone, model_config.fpn_dim, rngs=rngs)
