@@ -78,8 +78,8 @@ def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss):
       augment=(("flip", True), ("max_rotation_deg", 30.0),
                ("scale_range", (0.75, 1.25))), unroll=unroll)
   mp = meta_step.init_meta_params(params, "neuron", 1e-3)
-  fn = jax.jit(jax.value_and_grad(
-      lambda m, b, r: meta_step.batch_loss(m, b, r, apply_fn, cfg)[0]))
+  fn = jax.jit(lambda m, b, r: meta_step.loss_and_grads(
+      m, b, r, apply_fn=apply_fn, cfg=cfg))
   rng = jax.random.key(0)
   t0 = time.perf_counter()
   jax.block_until_ready(fn(mp, batch, rng))

@@ -38,7 +38,7 @@ def augmented_copies(rng: jax.Array, images: jax.Array, masks: jax.Array,
   if not augment:
     return images, masks, valid
   n = images.shape[0]
-  keys = jax.random.split(rng, n * copies).reshape(n, copies, -1)
+  keys = jax.random.split(rng, n * copies).reshape(n, copies)
 
   def one_frame(frame_keys, image, mask, val):
     return jax.vmap(lambda k: augment_lib.augment(k, image, mask, val,

@@ -20,6 +20,7 @@ import optax
 
 from metavos.finetune import inner_loop, losses, support
 from metavos.finetune import lrs as lrs_lib
+from metavos.runtime import sharding
 
 MetaParams = dict[str, Any]  # {"init": params, "lrs": learning-rate tree}
 Batch = dict[str, jax.Array]
@@ -61,14 +62,32 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
              "support_loss_last": adapted.losses[-1]}
 
 
-def batch_loss(meta_params: MetaParams, batch: Batch, rng: PRNGKey,
+def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
                apply_fn: Callable, cfg: MetaConfig):
-  """Mean task loss over a (vmapped) meta-batch."""
-  n = batch["support_image"].shape[0]
-  keys = jax.random.split(rng, n)
+  """Mean task loss over a (vmapped) meta-batch.
+
+  Args:
+    keys: one PRNG key per task, (B,), so a task's augmentation does not
+      depend on how the batch is split over devices.
+  """
   per_task, aux = jax.vmap(
       lambda t, k: task_loss(meta_params, t, k, apply_fn, cfg))(batch, keys)
   return per_task.mean(), jax.tree.map(jnp.mean, aux)
+
+
+def loss_and_grads(meta_params: MetaParams, batch: Batch, rng: PRNGKey, *,
+                   apply_fn: Callable, cfg: MetaConfig, mesh=None):
+  """Meta-loss, aux metrics and meta-gradient, data parallel over `mesh`."""
+  keys = jax.random.split(rng, batch["support_image"].shape[0])
+
+  def local(mp, batch_and_keys):
+    b, k = batch_and_keys
+    return jax.value_and_grad(batch_loss, has_aux=True)(mp, b, k, apply_fn,
+                                                        cfg)
+
+  if mesh is not None:
+    local = sharding.batch_mean(local, mesh)
+  return local(meta_params, (batch, keys))
 
 
 def make_optimizer(learning_rate: float, weight_decay: float,
@@ -103,14 +122,14 @@ def init_meta_params(params, lr_mode: str, lr_init: float,
 
 def meta_update(meta_params: MetaParams, opt_state, batch: Batch,
                 rng: PRNGKey, *, apply_fn: Callable, cfg: MetaConfig,
-                tx: optax.GradientTransformation):
+                tx: optax.GradientTransformation, mesh=None):
   """One outer step. Pure; the caller jits it with shardings.
 
   Returns:
     (meta_params, opt_state, metrics).
   """
-  (loss, aux), grads = jax.value_and_grad(batch_loss, has_aux=True)(
-      meta_params, batch, rng, apply_fn, cfg)
+  (loss, aux), grads = loss_and_grads(meta_params, batch, rng,
+                                      apply_fn=apply_fn, cfg=cfg, mesh=mesh)
   updates, opt_state = tx.update(grads, opt_state, meta_params)
   meta_params = optax.apply_updates(meta_params, updates)
   meta_params = {"init": meta_params["init"],
