@@ -26,19 +26,24 @@ from flax import nnx
 
 from benchmarks import common
 from metavos import models
+from metavos.models import conv
 from metavos.meta import meta_step
 
 
 class ConvNet5(nnx.Module):
   """5 conv layers (3x3, GroupNorm, ReLU), the last one to 1 logit."""
 
-  def __init__(self, width: int, rngs: nnx.Rngs):
+  def __init__(self, width: int, rngs: nnx.Rngs, fast_conv: bool):
     chans = [3, width, width, width, width]
-    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), rngs=rngs)
+    impl = (conv.conv_general_dilated if fast_conv
+            else jax.lax.conv_general_dilated)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), rngs=rngs,
+                                    conv_general_dilated=impl)
                            for a, b in zip(chans[:-1], chans[1:])])
     self.norms = nnx.List([nnx.GroupNorm(width, num_groups=8, rngs=rngs)
                            for _ in chans[1:]])
-    self.head = nnx.Conv(width, 1, (3, 3), rngs=rngs)
+    self.head = nnx.Conv(width, 1, (3, 3), rngs=rngs,
+                         conv_general_dilated=impl)
 
   def __call__(self, x):
     for conv, norm in zip(self.convs, self.norms):
@@ -46,9 +51,9 @@ class ConvNet5(nnx.Module):
     return self.head(x)
 
 
-def build(model: str, width: int):
+def build(model: str, width: int, fast_conv: bool = True):
   if model == "convnet5":
-    m = ConvNet5(width, nnx.Rngs(0))
+    m = ConvNet5(width, nnx.Rngs(0), fast_conv)
     graphdef, params = nnx.split(m, nnx.Param)
     return params, lambda p, x: nnx.merge(graphdef, p)(x)
   cfg = ml_collections.ConfigDict(dict(name="fcn", backbone=model, fpn_dim=32,
@@ -72,7 +77,8 @@ def task_batch(h: int, w: int, tasks: int):
   }
 
 
-def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss):
+def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss,
+              repeats):
   cfg = meta_step.MetaConfig(
       num_inner_steps=steps, support_copies=copies, loss=loss,
       augment=(("flip", True), ("max_rotation_deg", 30.0),
@@ -82,10 +88,11 @@ def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss):
       m, b, r, apply_fn=apply_fn, cfg=cfg))
   rng = jax.random.key(0)
   t0 = time.perf_counter()
-  jax.block_until_ready(fn(mp, batch, rng))
+  compiled = fn.lower(mp, batch, rng).compile()
   compile_s = time.perf_counter() - t0
-  flops = common.compiled_flops(fn, mp, batch, rng)
-  step_s = common.time_fn(fn, mp, batch, rng, repeats=3, warmup=0)
+  flops = common.compiled_flops(compiled)
+  step_s = common.time_fn(compiled, mp, batch, rng, repeats=repeats,
+                          warmup=1)
   return {"compile_s": compile_s, "step_s": step_s, "gflop": flops / 1e9,
           "gflops_per_s": flops / step_s / 1e9}
 
@@ -152,12 +159,13 @@ def main():
   ap.add_argument("--copies", type=int, default=3)
   ap.add_argument("--tasks", type=int, default=1)
   ap.add_argument("--loss", default="bce")
-  ap.add_argument("--variants", default="rolled,unrolled,torch")
+  ap.add_argument("--variants",
+                  default="unrolled,unrolled-laxconv,torch,rolled")
   args = ap.parse_args()
   print("machine:", common.machine_line())
   peak = common.matmul_gflops()
   print(f"dense f32 matmul peak (measured): {peak:.1f} GFLOP/s")
-  params, apply_fn = build(args.model, args.width)
+  built = {fast: build(args.model, args.width, fast) for fast in (True, False)}
   batch = task_batch(args.height, args.w, args.tasks)
   results = {}
   for variant in args.variants.split(","):
@@ -167,15 +175,22 @@ def main():
       try:
         results[variant] = bench_torch(args.width, args.height, args.w,
                                        args.steps, args.copies)
+        print(variant, json.dumps(results[variant]), flush=True)
       except ImportError:
         print("torch not importable: skipping the PyTorch baseline")
       continue
-    unroll = {"rolled": 1, "unrolled": True}[variant]
+    # "<rolled|unrolled>[-laxconv]": scan unrolling, and lax's convolution
+    # gradient instead of metavos.models.conv's (convnet5 only).
+    loop, _, laxconv = variant.partition("-")
+    unroll = {"rolled": 1, "unrolled": True}[loop]
+    params, apply_fn = built[not laxconv]
+    # The rolled scan is ~30x slower on XLA:CPU: time it once.
     r = bench_jax(params, apply_fn, batch, unroll, args.steps, args.copies,
-                  args.loss)
+                  args.loss, repeats=1 if loop == "rolled" else 3)
     r["tasks_per_s"] = args.tasks / r["step_s"]
     r["fraction_of_matmul_peak"] = r["gflops_per_s"] / peak
     results[variant] = r
+    print(variant, json.dumps(r), flush=True)
   print(json.dumps({"args": vars(args), "matmul_gflops": peak,
                     "results": results}, indent=2))
 

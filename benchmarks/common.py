@@ -32,9 +32,9 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / time_fn(f, a, repeats=repeats) / 1e9
 
 
-def compiled_flops(jitted, *args) -> float:
-  """FLOPs of one call according to XLA's cost analysis."""
-  cost = jitted.lower(*args).compile().cost_analysis()
+def compiled_flops(compiled) -> float:
+  """FLOPs of one call of a compiled function, by XLA's cost analysis."""
+  cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):
     cost = cost[0]
   return float(cost.get("flops", 0.0))

@@ -143,6 +143,25 @@ class VideoSegmenter:
     Returns:
       (pred, stats): (T, H, W) uint8 object ids and a dict of timings.
     """
+    t0 = time.perf_counter()
+    probs, support_frames, stats = self.predict(params, lrs, video, rng,
+                                                annotated_frames)
+    pred = merge_objects(probs, video.object_ids, self.cfg.bg_threshold)
+    for ix in support_frames:  # Given frames keep their given masks.
+      pred[ix] = np.where(video.masks[ix] == VOID, 0, video.masks[ix])
+    seconds = time.perf_counter() - t0
+    stats.update(seconds=seconds, fps=video.num_frames / seconds)
+    return pred, stats
+
+  def predict(self, params, lrs, video: Video, rng: jax.Array,
+              annotated_frames: Sequence[int] | None = None):
+    """Per-object probabilities after fine-tuning on the annotated frame(s).
+
+    Returns:
+      (probs, support_frames, stats): probs (K, T, H, W) float32 at the
+      video's size (0 before an object's first frame), the set of frames
+      whose masks were used, and a dict of timings.
+    """
     cfg = self.cfg
     t0 = time.perf_counter()
     out_size = video.size
@@ -185,14 +204,9 @@ class VideoSegmenter:
           small[:, b:e] = np.asarray(self._predict(cur, frames[b:e], in_size))
     for i, o in enumerate(objs):  # Objects do not exist before they enter.
       probs[i, :video.first_frame[o]] = 0.0
-    pred = merge_objects(probs, objs, cfg.bg_threshold)
-    for ix in {t for idx in sup_idx for t in idx}:  # Given frames stay given.
-      pred[ix] = np.where(video.masks[ix] == VOID, 0, video.masks[ix])
-    seconds = time.perf_counter() - t0
     stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds,
-             "seconds": seconds, "fps": video.num_frames / seconds,
              "final_support_loss": float(np.mean(ft_losses[:, -1]))}
-    return pred, stats
+    return probs, sorted({t for idx in sup_idx for t in idx}), stats
 
   def _online(self, first_params, lrs, sup_img, sup_msk, sup_val, frames,
               small_probs, start, rng):
@@ -213,3 +227,26 @@ class VideoSegmenter:
                            jax.random.fold_in(rng, start),
                            self.cfg.online_steps)
     return params
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundSegmenter:
+  """A segmenter with its starting parameters and learning rates fixed.
+
+  What every method hands to evaluation and frame suggestion:
+  `segment(video, rng, annotated_frames=None)` and `predict(...)` with the
+  same meaning as on VideoSegmenter.
+  """
+  segmenter: VideoSegmenter
+  params: Any
+  lrs: Any
+
+  def segment(self, video: Video, rng: jax.Array,
+              annotated_frames: Sequence[int] | None = None):
+    return self.segmenter.segment(self.params, self.lrs, video, rng,
+                                  annotated_frames)
+
+  def predict(self, video: Video, rng: jax.Array,
+              annotated_frames: Sequence[int] | None = None):
+    return self.segmenter.predict(self.params, self.lrs, video, rng,
+                                  annotated_frames)

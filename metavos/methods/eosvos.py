@@ -91,22 +91,26 @@ def _sample(sampler, batch_size, step):
                         jax.process_count())
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             meta_params=None, model: setup.Model | None = None) -> dict:
-  """Fine-tunes on each video's first frame and scores the split."""
+def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
+                   meta_params=None,
+                   model: setup.Model | None = None) -> video_lib.BoundSegmenter:
+  """The meta-learned init and rates, bound to a test-time segmenter."""
   model = model or setup.build_model(config, config.seed)
   if meta_params is None:
     abstract = initial_meta_params(config, model)
     meta_params = checkpoint.restore_subtree(
         setup.trained_checkpoint(config, workdir), "meta_params", abstract)
-  segmenter = video_lib.VideoSegmenter(
-      model.apply_fn,
-      video_lib.FinetuneConfig.from_config(config.finetune,
-                                           setup.unroll(config)))
   logging.info("Learned rates: %s", lrs_lib.lr_summary(meta_params["lrs"]))
-  segment = lambda video, rng: segmenter.segment(
-      meta_params["init"], meta_params["lrs"], video, rng)
-  return eval_loop.evaluate_split(config, workdir, segment)
+  return video_lib.BoundSegmenter(
+      setup.video_segmenter(config, model), meta_params["init"],
+      meta_params["lrs"])
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             meta_params=None, model: setup.Model | None = None) -> dict:
+  """Fine-tunes on each video's first frame and scores the split."""
+  bound = load_segmenter(config, workdir, meta_params, model)
+  return eval_loop.evaluate_split(config, workdir, bound.segment)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):

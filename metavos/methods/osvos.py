@@ -16,13 +16,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 
 from metavos.data import sampling
 from metavos.data.types import Video
-from metavos.finetune import losses
+from metavos.finetune import losses, suggest
 from metavos.finetune import video as video_lib
 from metavos.methods import eval_loop, setup, train_loop
 from metavos.runtime import checkpoint, sharding
@@ -111,25 +110,28 @@ def annotated_frames(config, video: Video) -> list[int] | None:
     return list(f.annotated_frames)
   if f.num_annotated <= 1:
     return None
-  first = min(video.first_frame.values())
-  picks = first + np.arange(f.num_annotated) * (video.num_frames - first) // (
-      f.num_annotated)
-  return [int(t) for t in picks]
+  return suggest.evenly_spaced(video.num_frames, f.num_annotated,
+                               min(video.first_frame.values()))
+
+
+def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
+                   params=None,
+                   model: setup.Model | None = None) -> video_lib.BoundSegmenter:
+  """The parent network and one global hand-tuned rate, bound to a segmenter."""
+  model = model or setup.build_model(config, config.seed)
+  if params is None:
+    params = checkpoint.restore_subtree(
+        setup.trained_checkpoint(config, workdir), "params", model.params)
+  return video_lib.BoundSegmenter(
+      setup.video_segmenter(config, model), params,
+      jnp.asarray(config.finetune.lr, jnp.float32))
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, params=None,
              model: setup.Model | None = None) -> dict:
-  model = model or setup.build_model(config, config.seed)
-  if params is None:
-    params = checkpoint.restore_subtree(setup.trained_checkpoint(config, workdir),
-                                        "params", model.params)
-  segmenter = video_lib.VideoSegmenter(
-      model.apply_fn,
-      video_lib.FinetuneConfig.from_config(config.finetune,
-                                           setup.unroll(config)))
-  lr = jnp.asarray(config.finetune.lr, jnp.float32)  # one global rate
-  segment = lambda video, rng: segmenter.segment(
-      params, lr, video, rng, annotated_frames(config, video))
+  bound = load_segmenter(config, workdir, params, model)
+  segment = lambda video, rng: bound.segment(
+      video, rng, annotated_frames(config, video))
   return eval_loop.evaluate_split(config, workdir, segment)
 
 

@@ -14,6 +14,7 @@ from flax import nnx
 
 from metavos import models
 from metavos.data import datasets, sampling, synthetic
+from metavos.finetune import video as video_lib
 from metavos.runtime import checkpoint
 
 
@@ -87,3 +88,10 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
       f"mode=evaluate needs trained parameters: none in {own} and "
       "--config.restore is empty. Pass --config.restore=<run>/checkpoints "
       "from a training run.")
+
+
+def video_segmenter(config: ml_collections.ConfigDict, model: Model):
+  """The test-time fine-tuning segmenter configured by `config.finetune`."""
+  return video_lib.VideoSegmenter(
+      model.apply_fn,
+      video_lib.FinetuneConfig.from_config(config.finetune, unroll(config)))

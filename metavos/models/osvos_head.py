@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from metavos.models import conv as conv_lib
 from metavos.models import fpn
 from metavos.models import resnet
 
@@ -52,7 +53,8 @@ class OSVOSSegmenter(nnx.Module):
     # then sensible from step one, and every side gets an equal gradient.
     self.fuse = nnx.Conv(n, 1, (1, 1), use_bias=True,
                          kernel_init=nnx.initializers.constant(1.0 / n),
-                         rngs=rngs)
+                         rngs=rngs,
+                         conv_general_dilated=conv_lib.conv_general_dilated)
 
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:

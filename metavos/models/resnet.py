@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from metavos.models import conv as conv_lib
+
 # torchvision's ImageNet statistics, for inputs in [0, 1].
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,7 +112,8 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs,
   pad = kernel // 2
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=use_bias,
-                  kernel_init=_conv_init, rngs=rngs)
+                  kernel_init=_conv_init, rngs=rngs,
+                  conv_general_dilated=conv_lib.conv_general_dilated)
 
 
 class SpaceToDepthStem(nnx.Module):

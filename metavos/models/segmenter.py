@@ -17,6 +17,7 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
+from metavos.models import conv as conv_lib
 from metavos.models import fpn
 from metavos.models import resnet
 
@@ -53,7 +54,8 @@ class FCNSegmenter(nnx.Module):
     # steps are not spent undoing confident random predictions.
     self.logit = nnx.Conv(fpn_dim, 1, (1, 1), use_bias=True,
                           kernel_init=nnx.initializers.normal(0.01),
-                          rngs=rngs)
+                          rngs=rngs,
+                          conv_general_dilated=conv_lib.conv_general_dilated)
 
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:

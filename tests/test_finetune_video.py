@@ -1,0 +1,78 @@
+"""Video segmentation by fine-tuning: merging, chunking, all objects at once."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from metavos.data import davis
+from metavos.finetune import video as video_lib
+
+
+def test_merge_objects_argmax_with_background_threshold():
+  probs = np.array([[[0.9, 0.3, 0.6]], [[0.8, 0.4, 0.7]]])  # (K=2, 1, 3)
+  ids = video_lib.merge_objects(probs, [3, 7], bg_threshold=0.5)
+  np.testing.assert_array_equal(ids, [[3, 0, 7]])
+  assert ids.dtype == np.uint8
+
+
+def _pixel_model(params, images):
+  """A 1x1 'network': logit = w . rgb + b (enough to separate colours)."""
+  return (images @ params["w"])[..., None] + params["b"]
+
+
+def _cfg(**kw):
+  base = dict(num_steps=6, momentum=0.0, loss="bce", copies=1, augment=None,
+              unroll=True, steps_per_call=6, frames_per_call=4)
+  base.update(kw)
+  return video_lib.FinetuneConfig(**base)
+
+
+def test_segments_two_objects_from_first_frame(synthetic_root):
+  video = davis.DavisDataset(synthetic_root, split="val").load(
+      davis.DavisDataset(synthetic_root, split="val").sequences[0])
+  params = {"w": jnp.zeros((3,)), "b": jnp.zeros(())}
+  seg = video_lib.VideoSegmenter(_pixel_model, _cfg())
+  pred, stats = seg.segment(params, jnp.asarray(0.5), video,
+                            jax.random.key(0))
+  assert pred.shape == video.masks.shape and pred.dtype == np.uint8
+  # The annotated first frame is returned as given.
+  np.testing.assert_array_equal(pred[0], video.masks[0])
+  assert set(np.unique(pred)) <= {0, *video.object_ids}
+  assert stats["fps"] > 0 and stats["finetune_seconds"] >= 0
+
+
+def test_chunked_adaptation_equals_one_call():
+  rng = np.random.default_rng(0)
+  images = rng.random((2, 1, 8, 8, 3), np.float32)  # K=2 objects, N=1 frame
+  masks = (images[..., 0] > 0.5).astype(np.float32)
+  valid = np.ones_like(masks, bool)
+  params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros((2,))}
+  one = video_lib.VideoSegmenter(_pixel_model, _cfg(momentum=0.9))
+  chunked = video_lib.VideoSegmenter(
+      _pixel_model, _cfg(momentum=0.9, steps_per_call=4))
+  # Chunks draw keys per chunk; without augmentation the keys do not matter.
+  p1, l1 = one.adapt(params, jnp.asarray(0.3), images, masks, valid,
+                     jax.random.key(0), 6)
+  p2, l2 = chunked.adapt(params, jnp.asarray(0.3), images, masks, valid,
+                         jax.random.key(0), 6)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert l1.shape == l2.shape == (2, 6)
+
+
+def test_objects_adapt_independently():
+  """Vmapped adaptation of K objects equals K separate adaptations."""
+  rng = np.random.default_rng(1)
+  images = rng.random((3, 1, 8, 8, 3), np.float32)
+  masks = (images[..., 1] > 0.4).astype(np.float32)
+  valid = np.ones_like(masks, bool)
+  seg = video_lib.VideoSegmenter(_pixel_model, _cfg())
+  params = {"w": jnp.zeros((3, 3)), "b": jnp.zeros((3,))}
+  together, _ = seg.adapt(params, jnp.asarray(0.5), images, masks, valid,
+                          jax.random.key(0), 6)
+  for i in range(3):
+    alone, _ = seg.adapt(jax.tree.map(lambda x: x[i:i + 1], params),
+                         jnp.asarray(0.5), images[i:i + 1], masks[i:i + 1],
+                         valid[i:i + 1], jax.random.key(0), 6)
+    np.testing.assert_allclose(together["w"][i], alone["w"][0], rtol=1e-5)
