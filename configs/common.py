@@ -57,7 +57,7 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.num_steps = 10            # T: SGD steps on the annotated frame(s).
   f.lr = 1e-3                 # Global rate when the rates are not meta-learned (OSVOS).
   f.momentum = 0.0            # SGD momentum: 0 for e-OSVOS, 0.9 for OSVOS.
-  f.loss = "lovasz_hinge"     # "lovasz_hinge" | "bce" | "balanced_bce".
+  f.loss = "lovasz_hinge"     # "lovasz_hinge" | "bce" | "balanced_bce" | "balanced_bce_mean".
   f.copies = 3                # Augmented copies of each support frame per step.
   f.augment = augment_config()
   f.steps_per_call = 10       # Steps per jitted call (bounds compile time for long T).

@@ -91,11 +91,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.fpn_dim = 32
     c.train.image_size = (120, 214)
     c.train.batch_size = 2
-    c.train.num_steps = 2000
+    c.train.num_steps = 1000
     c.train.log_every = 20
     c.train.checkpoint_every = 200
-    c.meta.outer_lr = 3e-4
-    c.meta.lrs_outer_lr = 3e-5
+    c.meta.lr_init = 0.03
+    c.meta.outer_lr = 3e-5     # small: the init starts from a trained parent
+    c.meta.lrs_outer_lr = 1e-3 # rates must be able to move by O(1e-2) in 1000 steps
     c.finetune.input_size = (120, 214)
   elif arg in ("davis17_tpu", "ytvos_tpu"):
     c.distributed = True
@@ -104,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.norm_groups = 32
     c.train.image_size = (480, 854) if arg == "davis17_tpu" else (480, 864)
     c.train.batch_size = 32 if arg == "davis17_tpu" else 64
-    c.train.num_steps = 20000
+    c.train.num_steps = 10000
     c.train.checkpoint_every = 500
     c.meta.num_inner_steps = 5
     c.finetune.num_steps = 100

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -216,6 +218,10 @@ _LOSSES: dict[str, LossFn] = {
     'lovasz_hinge': lovasz_hinge,
     'bce': binary_cross_entropy,
     'balanced_bce': class_balanced_cross_entropy,
+    # Per-pixel mean: the scale plain SGD rates are tuned for (the summed
+    # paper loss grows with the image size and needs rates like 1e-8).
+    'balanced_bce_mean': functools.partial(class_balanced_cross_entropy,
+                                           normalize=True),
 }
 
 
@@ -223,7 +229,8 @@ def get_loss(name: str = 'lovasz_hinge') -> LossFn:
   """Returns the loss function registered under `name`.
 
   Args:
-    name: one of "lovasz_hinge" (default), "bce", "balanced_bce".
+    name: one of "lovasz_hinge" (default), "bce", "balanced_bce",
+      "balanced_bce_mean".
 
   Returns:
     A function `loss(logits, labels, valid=None) -> scalar`.

@@ -54,6 +54,9 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
     stats = {"frames": video.num_frames, "objects": len(video.object_ids),
              **stats, "seconds_total": time.perf_counter() - t0}
     timing[name] = stats
+    if not np.isfinite(stats.get("final_support_loss", 0.0)):
+      logging.warning("%s: the fine-tuning loss is not finite: the rate "
+                      "(config.finetune.lr) is too large for this loss.", name)
     writers.write_davis_results(results_dir, name, video.frame_names, pred)
     if video.annotated.all():  # Sparse ground truth cannot be scored here.
       evaluator.add_video(name, video.masks, pred, video.object_ids)
