@@ -98,3 +98,28 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train = train_config()
   c.finetune = finetune_config()
   return c
+
+
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """Tiny data, model and step counts: a whole method in seconds on a CPU."""
+  s = c.data.synthetic
+  s.num_videos, s.num_frames, s.height, s.width, s.max_objects = 3, 6, 48, 64, 2
+  c.model.backbone = "tiny"
+  c.model.fpn_dim = 16
+  c.train.num_steps = 3
+  c.train.image_size = (48, 64)
+  c.train.log_every = 1
+  c.train.checkpoint_every = 2
+
+
+def use_davis16_240p(c: ml_collections.ConfigDict) -> None:
+  """The real DAVIS 2016 240p videos beside a checkout, at CPU scale:
+  train on train-no-dev, evaluate on dev, network at half resolution."""
+  c.data.root = DAVIS16_240P
+  c.data.year = 2016
+  c.data.resolution = "240p"
+  c.data.train_split = "train-no-dev"
+  c.data.split = "dev"
+  c.model.backbone = "small"
+  c.train.image_size = (120, 214)
+  c.finetune.input_size = (120, 214)

@@ -63,17 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "default":
     pass
   elif arg == "smoke":
-    c.data.synthetic.num_videos = 3
-    c.data.synthetic.num_frames = 6
-    c.data.synthetic.height = 48
-    c.data.synthetic.width = 64
-    c.data.synthetic.max_objects = 2
-    c.model.backbone = "tiny"
-    c.model.fpn_dim = 16
-    c.train.num_steps = 3
-    c.train.image_size = (48, 64)
-    c.train.log_every = 1
-    c.train.checkpoint_every = 2
+    common.shrink_for_smoke(c)
     c.meta.num_inner_steps = 2
     c.meta.support_copies = 2
     c.meta.outer_lr = 1e-3
@@ -82,14 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.steps_per_call = 3
     c.finetune.copies = 2
   elif arg == "davis16_cpu":
-    c.data.root = common.DAVIS16_240P
-    c.data.year = 2016
-    c.data.resolution = "240p"
-    c.data.train_split = "train-no-dev"
-    c.data.split = "dev"
-    c.model.backbone = "small"
-    c.model.fpn_dim = 32
-    c.train.image_size = (120, 214)
+    common.use_davis16_240p(c)
     c.train.batch_size = 2
     c.train.num_steps = 1000
     c.train.log_every = 20
@@ -97,7 +80,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.meta.lr_init = 0.03
     c.meta.outer_lr = 3e-5     # small: the init starts from a trained parent
     c.meta.lrs_outer_lr = 1e-3 # rates must be able to move by O(1e-2) in 1000 steps
-    c.finetune.input_size = (120, 214)
   elif arg in ("davis17_tpu", "ytvos_tpu"):
     c.distributed = True
     c.model.backbone = "resnet50"

@@ -48,33 +48,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "default":
     pass
   elif arg == "smoke":
-    c.data.synthetic.num_videos = 3
-    c.data.synthetic.num_frames = 6
-    c.data.synthetic.height = 48
-    c.data.synthetic.width = 64
-    c.data.synthetic.max_objects = 2
-    c.model.backbone = "tiny"
-    c.model.fpn_dim = 16
-    c.train.num_steps = 3
+    common.shrink_for_smoke(c)
     c.train.batch_size = 2
-    c.train.image_size = (48, 64)
-    c.train.log_every = 1
-    c.train.checkpoint_every = 2
     f.num_steps = 4
     f.steps_per_call = 2
   elif arg == "davis16_cpu":
-    c.data.root = common.DAVIS16_240P
-    c.data.year = 2016
-    c.data.resolution = "240p"
-    c.data.train_split = "train-no-dev"
-    c.data.split = "dev"
-    c.model.backbone = "small"
-    c.train.image_size = (120, 214)
+    common.use_davis16_240p(c)
     c.train.num_steps = 3000
     c.train.batch_size = 8
     c.train.log_every = 50
     c.train.checkpoint_every = 500
-    f.input_size = (120, 214)
   else:
     raise ValueError(f"configs/osvos.py: unknown argument {arg!r}; use one of "
                      "smoke, davis16_cpu.")

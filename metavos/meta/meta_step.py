@@ -134,5 +134,5 @@ def meta_update(meta_params: MetaParams, opt_state, batch: Batch,
   meta_params = optax.apply_updates(meta_params, updates)
   meta_params = {"init": meta_params["init"],
                  "lrs": lrs_lib.clamp_lrs(meta_params["lrs"])}
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+  metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **aux}
   return meta_params, opt_state, metrics

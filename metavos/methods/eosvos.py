@@ -60,9 +60,7 @@ def make_update(config, model: setup.Model, mesh):
     return {"meta_params": mp, "opt_state": opt,
             "step": state["step"] + 1}, metrics
 
-  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  return jax.jit(update, in_shardings=(repl, data, repl),
-                 out_shardings=(repl, repl), donate_argnums=0)
+  return train_loop.jit_update(update, mesh)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str):

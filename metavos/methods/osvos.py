@@ -66,13 +66,11 @@ def make_update(config, model: setup.Model, mesh):
     updates, opt = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "side_weight": w,
-               "grad_norm": optax.global_norm(grads), **aux}
+               "grad_norm": optax.tree.norm(grads), **aux}
     return {"params": params, "opt_state": opt,
             "step": state["step"] + 1}, metrics
 
-  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  return jax.jit(update, in_shardings=(repl, data, repl),
-                 out_shardings=(repl, repl), donate_argnums=0)
+  return train_loop.jit_update(update, mesh)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str):

@@ -53,15 +53,28 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       tensorboard=t.tensorboard, items_per_step=items_per_step)
   writer.write_config(config)
   base_rng = jax.random.key(config.seed)
-  for step in range(start, t.num_steps):
-    batch = sharding.shard_batch(sample(step), mesh)
-    state, metrics = update(state, batch, jax.random.fold_in(base_rng, step))
-    done = step + 1
-    if done % t.log_every == 0 or done == t.num_steps:
-      writer.write_scalars(done, jax.device_get(metrics))
-    if done % t.checkpoint_every == 0 or done == t.num_steps:
-      ckpt.save(done, state, {"data_position": done})
-  ckpt.wait_until_finished()
-  writer.close()
-  ckpt.close()
+  try:
+    for step in range(start, t.num_steps):
+      batch = sharding.shard_batch(sample(step), mesh)
+      state, metrics = update(state, batch,
+                              jax.random.fold_in(base_rng, step))
+      done = step + 1
+      if done % t.log_every == 0 or done == t.num_steps:
+        writer.write_scalars(done, jax.device_get(metrics))
+      if done % t.checkpoint_every == 0 or done == t.num_steps:
+        ckpt.save(done, state, {"data_position": done})
+  finally:
+    # Also on Ctrl-C or an error: let an in-flight save finish, so the next
+    # start resumes from it instead of finding a half-written step.
+    ckpt.wait_until_finished()
+    writer.close()
+    ckpt.close()
   return state
+
+
+def jit_update(update: Callable, mesh: jax.sharding.Mesh) -> Callable:
+  """Jits `update(state, batch, rng)`: state replicated (and donated), the
+  batch split over the mesh's data axis."""
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return jax.jit(update, in_shardings=(repl, data, repl),
+                 out_shardings=(repl, repl), donate_argnums=0)

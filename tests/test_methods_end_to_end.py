@@ -1,0 +1,108 @@
+"""Each method's smoke config end to end: train, evaluate, resume, restore."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import eosvos as eosvos_config
+from configs import osvos as osvos_config
+from metavos import train
+from metavos.data import sampling
+from metavos.methods import eosvos, setup
+from metavos.runtime import checkpoint
+
+
+@pytest.fixture(autouse=True)
+def fast_compile():
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _check_outputs(workdir, metrics, num_steps):
+  assert set(metrics["global"]) == {"J&F-Mean", "J-Mean", "J-Recall",
+                                    "J-Decay", "F-Mean", "F-Recall",
+                                    "F-Decay"}
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(metrics))
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    steps = [json.loads(line)["step"] for line in f]
+  assert steps == list(range(1, num_steps + 1))
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  seqs = os.listdir(os.path.join(workdir, "results"))
+  assert seqs, "no results written"
+  frames = os.listdir(os.path.join(workdir, "results", seqs[0]))
+  assert len(frames) == 6 and all(f.endswith(".png") for f in frames)
+  assert checkpoint.has_checkpoint(os.path.join(workdir, "checkpoints"))
+
+
+@pytest.mark.parametrize("module,key,sampler_cls", [
+    (eosvos_config, "meta_params", sampling.TaskSampler),
+    (osvos_config, "params", sampling.FrameSampler)])
+def test_train_resume_and_evaluate(tmp_path, monkeypatch, module, key,
+                                   sampler_cls):
+  config = module.get_config("smoke")
+  full = str(tmp_path / "full")
+  metrics = train.train_and_evaluate(config, full)
+  _check_outputs(full, metrics, config.train.num_steps)
+
+  # The run dies right after the step-2 checkpoint; the same command again
+  # resumes from it and ends with the same parameters.
+  part = str(tmp_path / "part")
+  real_sample = sampler_cls.sample
+
+  def dying_sample(self, step, *args, **kwargs):
+    if step == 2:
+      raise KeyboardInterrupt("simulated kill after the step-2 checkpoint")
+    return real_sample(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(sampler_cls, "sample", dying_sample)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, part)
+  monkeypatch.setattr(sampler_cls, "sample", real_sample)
+  train.train_and_evaluate(config, part)
+  for run in (full, part):
+    ckpt = checkpoint.Checkpointer(os.path.join(run, "checkpoints"),
+                                   read_only=True)
+    assert ckpt.latest_step() == config.train.num_steps
+  model = setup.build_model(config, config.seed)
+  abstract = (eosvos.initial_meta_params(config, model)
+              if key == "meta_params" else model.params)
+  pa = checkpoint.restore_subtree(os.path.join(full, "checkpoints"), key,
+                                  abstract)
+  pb = checkpoint.restore_subtree(os.path.join(part, "checkpoints"), key,
+                                  abstract)
+  moved = max(float(np.abs(x - y).max()) for x, y in zip(
+      jax.tree.leaves(pa), jax.tree.leaves(abstract)))
+  assert moved > 0  # training changed the parameters
+  for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+  # mode=evaluate from config.restore reproduces the run's own evaluation.
+  ev = module.get_config("smoke")
+  ev.mode = "evaluate"
+  ev.restore = os.path.join(full, "checkpoints")
+  again = train.train_and_evaluate(ev, str(tmp_path / "eval"))
+  assert again["global"]["J&F-Mean"] == pytest.approx(
+      metrics["global"]["J&F-Mean"], abs=1e-6)
+
+
+def test_evaluate_without_checkpoint_says_what_to_pass(tmp_path):
+  config = eosvos_config.get_config("smoke")
+  config.mode = "evaluate"
+  with pytest.raises(ValueError, match="config.restore"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_unknown_method_and_mode(tmp_path):
+  config = eosvos_config.get_config("smoke")
+  config.method = "nope"
+  with pytest.raises(ValueError, match="eosvos"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.method, config.mode = "eosvos", "serve"
+  with pytest.raises(ValueError, match="train"):
+    train.train_and_evaluate(config, str(tmp_path))
