@@ -1,0 +1,66 @@
+"""One 3x3 convolution layer: lax's gradients vs metavos.models.conv's.
+
+  python -m benchmarks.bench_conv [--batch 3 --height 240 --width 427 --channels 32]
+
+Times the forward pass and forward + both gradients, and the weight-gradient
+alternatives tried (per-tap slices, im2col concat), so the choice in
+metavos/models/conv.py can be re-checked on another machine.
+"""
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from benchmarks import common
+from metavos.models import conv
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--batch", type=int, default=3)
+  ap.add_argument("--height", type=int, default=240)
+  ap.add_argument("--width", type=int, default=427)
+  ap.add_argument("--channels", type=int, default=32)
+  a = ap.parse_args()
+  b, h, w, c = a.batch, a.height, a.width, a.channels
+  x = jax.random.normal(jax.random.key(0), (b, h, w, c))
+  k = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, c, c))
+  g = jax.random.normal(jax.random.key(2), (b, h, w, c))
+  gflop = 2 * b * h * w * 9 * c * c / 1e9
+  lax_conv = lambda x, k: lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                   dimension_numbers=DN)
+
+  def both_grads(f):
+    return jax.jit(jax.grad(lambda x, k: (f(x, k) * g).sum(), (0, 1)))
+
+  def wgrad_concat(x, g):
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(3)
+                            for j in range(3)], -1).reshape(-1, 9 * c)
+    return (cols.T @ g.reshape(-1, c)).reshape(3, 3, c, c)
+
+  print("machine:", common.machine_line())
+  print(f"matmul peak: {common.matmul_gflops():.1f} GFLOP/s; layer: "
+        f"{b}x{h}x{w}x{c}->{c}, {gflop:.2f} GFLOP forward")
+  fwd = common.time_fn(jax.jit(lax_conv), x, k, repeats=5)
+  print(f"forward (lax)                      {fwd * 1e3:8.1f} ms "
+        f"({gflop / fwd:.0f} GFLOP/s)")
+  for name, f in [("lax.conv", lax_conv), ("metavos conv", conv.conv_same)]:
+    t = common.time_fn(both_grads(f), x, k, repeats=5)
+    print(f"forward + both gradients, {name:12s} {t * 1e3:8.1f} ms "
+          f"({3 * gflop / t:.0f} GFLOP/s)")
+  wg_lax = jax.jit(lambda x, g: jax.vjp(lambda k: lax_conv(x, k), k)[1](g)[0])
+  wg_ours = jax.jit(lambda x, g: jax.vjp(lambda k: conv.conv_same(x, k),
+                                         k)[1](g)[0])
+  for name, f in [("lax", wg_lax), ("metavos per-tap", wg_ours),
+                  ("im2col concat", jax.jit(wgrad_concat))]:
+    t = common.time_fn(f, x, g, repeats=5)
+    print(f"weight gradient only, {name:16s} {t * 1e3:8.1f} ms")
+
+
+if __name__ == "__main__":
+  main()
