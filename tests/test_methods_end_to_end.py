@@ -70,7 +70,7 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch, module, key,
                                    read_only=True)
     assert ckpt.latest_step() == config.train.num_steps
   model = setup.build_model(config, config.seed)
-  abstract = (eosvos.initial_meta_params(config, model)
+  abstract = (eosvos.initial_meta_params(config, model.params)
               if key == "meta_params" else model.params)
   pa = checkpoint.restore_subtree(os.path.join(full, "checkpoints"), key,
                                   abstract)
@@ -106,3 +106,27 @@ def test_unknown_method_and_mode(tmp_path):
   config.method, config.mode = "eosvos", "serve"
   with pytest.raises(ValueError, match="train"):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_eosvos_starts_from_an_osvos_parent(tmp_path):
+  """meta.init_from: the meta-learned init starts at the parent network."""
+  parent_cfg = osvos_config.get_config("smoke")
+  parent_cfg.model.name = "fcn"  # e-OSVOS meta-learns the FCN model
+  parent_dir = str(tmp_path / "parent")
+  train.train_and_evaluate(parent_cfg, parent_dir)
+  config = eosvos_config.get_config("smoke")
+  config.meta.init_from = os.path.join(parent_dir, "checkpoints")
+  config.meta.outer_lr = 1e-6  # the init barely moves in 3 steps
+  workdir = str(tmp_path / "meta")
+  train.train_and_evaluate(config, workdir)
+  model = setup.build_model(config, config.seed)
+  parent = checkpoint.restore_subtree(config.meta.init_from, "params",
+                                      model.params)
+  meta = checkpoint.restore_subtree(
+      os.path.join(workdir, "checkpoints"), "meta_params",
+      eosvos.initial_meta_params(config, model.params))
+  gap = max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(meta["init"]), jax.tree.leaves(parent)))
+  fresh_gap = max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(model.params), jax.tree.leaves(parent)))
+  assert gap < 1e-4 < fresh_gap

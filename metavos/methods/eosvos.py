@@ -38,11 +38,8 @@ def make_optimizer(config: ml_collections.ConfigDict):
                                   m.lrs_outer_lr)
 
 
-def initial_meta_params(config, model: setup.Model):
-  params = model.params
-  if config.meta.init_from:  # e.g. an OSVOS parent network
-    params = checkpoint.restore_subtree(config.meta.init_from, "params",
-                                        params)
+def initial_meta_params(config, params):
+  """Meta-parameters starting from `params`; pure, so it can be traced."""
   rng = jax.random.key(config.seed + 2)
   return meta_step.init_meta_params(params, config.meta.lr_mode,
                                     config.meta.lr_init, config.meta.lr_jitter,
@@ -70,8 +67,13 @@ def train(config: ml_collections.ConfigDict, workdir: str):
                                  config.meta.num_query, config.seed)
   logging.info("%d meta-training tasks (sequence, object)", len(sampler))
 
+  params = model.params
+  if config.meta.init_from:  # e.g. an OSVOS parent network with this model
+    params = checkpoint.restore_subtree(config.meta.init_from, "params",
+                                        params)
+
   def init_state():
-    mp = initial_meta_params(config, model)
+    mp = initial_meta_params(config, params)
     state = {"meta_params": mp, "opt_state": make_optimizer(config).init(mp),
              "step": jnp.zeros((), jnp.int32)}
     return sharding.replicate(state, mesh)
@@ -95,7 +97,7 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
   """The meta-learned init and rates, bound to a test-time segmenter."""
   model = model or setup.build_model(config, config.seed)
   if meta_params is None:
-    abstract = initial_meta_params(config, model)
+    abstract = initial_meta_params(config, model.params)
     meta_params = checkpoint.restore_subtree(
         setup.trained_checkpoint(config, workdir), "meta_params", abstract)
   logging.info("Learned rates: %s", lrs_lib.lr_summary(meta_params["lrs"]))
