@@ -76,3 +76,23 @@ def test_objects_adapt_independently():
                          jnp.asarray(0.5), images[i:i + 1], masks[i:i + 1],
                          valid[i:i + 1], jax.random.key(0), 6)
     np.testing.assert_allclose(together["w"][i], alone["w"][0], rtol=1e-5)
+
+
+def test_online_adaptation_runs_and_is_a_no_op_at_rate_zero(synthetic_root):
+  ds = davis.DavisDataset(synthetic_root, split="val")
+  video = ds.load(ds.sequences[0])
+  params = {"w": jnp.array([1.0, -1.0, 0.5]), "b": jnp.zeros(())}
+  plain = video_lib.VideoSegmenter(_pixel_model, _cfg())
+  online = video_lib.VideoSegmenter(
+      _pixel_model, _cfg(online_interval=2, online_steps=3, online_recent=1))
+  key = jax.random.key(0)
+  # Rate 0: re-adapting changes nothing, so predictions are identical.
+  p0 = plain.predict(params, jnp.asarray(0.0), video, key)[0]
+  p1, _, stats = online.predict(params, jnp.asarray(0.0), video, key)
+  np.testing.assert_allclose(p0, p1, atol=1e-6)
+  assert stats["online_seconds"] > 0
+  # A real rate: the online updates move the later frames' predictions.
+  q0 = plain.predict(params, jnp.asarray(2.0), video, key)[0]
+  q1 = online.predict(params, jnp.asarray(2.0), video, key)[0]
+  assert np.abs(q0[:, 2:] - q1[:, 2:]).max() > 1e-4
+  np.testing.assert_allclose(q0[:, :2], q1[:, :2], atol=1e-6)
