@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from metavos.data import datasets, davis, io
+from configs import common
 from metavos.data.errors import DataError
 
-REAL_DAVIS = pathlib.Path("/work/shared/datasets/DAVIS2016-train-240p")
+REAL_DAVIS = pathlib.Path(common.DAVIS16_240P)  # ../shared beside the checkout
 SIZE = (12, 16)
 
 

@@ -15,11 +15,12 @@ import pytest
 from metavos import evaluate
 from metavos.data import davis as davis_data
 from metavos.data import io
+from configs import common
 from metavos.data.errors import DataError
 from metavos.metrics import davis as metrics
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
-_DAVIS2016 = pathlib.Path("/work/shared/datasets/DAVIS2016-train-240p")
+_DAVIS2016 = pathlib.Path(common.DAVIS16_240P)  # ../shared beside the checkout
 
 
 def _copy_ground_truth(root: pathlib.Path, split: str, out: pathlib.Path,
