@@ -19,7 +19,6 @@ import json
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -46,8 +45,8 @@ class ConvNet5(nnx.Module):
                          conv_general_dilated=impl)
 
   def __call__(self, x):
-    for conv, norm in zip(self.convs, self.norms):
-      x = jax.nn.relu(norm(conv(x)))
+    for layer, norm in zip(self.convs, self.norms):
+      x = jax.nn.relu(norm(layer(x)))
     return self.head(x)
 
 

@@ -12,7 +12,6 @@ paper's evenly spaced choice for 2 frames); score both with DAVIS J&F.
 import json
 
 import jax
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 

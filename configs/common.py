@@ -92,7 +92,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.restore = ""              # Checkpoint dir to start from when the workdir has none.
   c.num_devices = 0           # Devices in the data mesh; 0 = all.
   c.distributed = False       # Call jax.distributed.initialize (multi-host).
-  c.unroll = -1               # Inner-loop lax.scan unroll: -1 = auto (full on CPU, 1 elsewhere).
+  c.unroll = -1               # Inner-loop lax.scan unroll: -1 = auto (full on CPU, 1 elsewhere), 0 = full, N = N steps.
   c.data = data_config()
   c.model = model_config()
   c.train = train_config()

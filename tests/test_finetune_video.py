@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from metavos.data import davis
 from metavos.finetune import video as video_lib

@@ -1,6 +1,5 @@
 """Checkpoints: round trips, the resume order, and loud failures."""
 
-import json
 import os
 import pathlib
 import subprocess

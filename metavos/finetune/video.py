@@ -101,13 +101,15 @@ class VideoSegmenter:
 
   @functools.partial(jax.jit, static_argnums=(0, 3))
   def _predict(self, params, frames, out_size):
-    """(K, B, H_out, W_out) probabilities for frames (B, h, w, 3)."""
-    probs = jax.vmap(lambda p: support.sigmoid_probs(self.apply_fn, p,
+    """Probabilities for frames (B, h, w, 3): (K, B, h, w) at the network's
+    size and (K, B, H_out, W_out) at `out_size`."""
+    small = jax.vmap(lambda p: support.sigmoid_probs(self.apply_fn, p,
                                                      frames))(params)
-    if probs.shape[2:] != tuple(out_size):
-      probs = jax.image.resize(probs, probs.shape[:2] + tuple(out_size),
+    probs = small
+    if small.shape[2:] != tuple(out_size):
+      probs = jax.image.resize(small, small.shape[:2] + tuple(out_size),
                                "bilinear")
-    return probs
+    return small, probs
 
   def adapt(self, params, lrs, images, masks, valid, rng, num_steps):
     """Chunked adaptation: at most `steps_per_call` steps per jitted call.
@@ -186,7 +188,8 @@ class VideoSegmenter:
     t_ft = time.perf_counter() - t0
 
     probs = np.zeros((k, video.num_frames) + out_size, np.float32)
-    small = np.zeros((k, video.num_frames) + tuple(in_size), np.float32)
+    small = (np.zeros((k, video.num_frames) + tuple(in_size), np.float32)
+             if cfg.online_interval else None)
     cur = first_params
     block = cfg.online_interval or video.num_frames
     ona_seconds = 0.0
@@ -199,9 +202,10 @@ class VideoSegmenter:
         ona_seconds += time.perf_counter() - t1
       for b in range(start, stop, cfg.frames_per_call):
         e = min(b + cfg.frames_per_call, stop)
-        probs[:, b:e] = np.asarray(self._predict(cur, frames[b:e], out_size))
-        if cfg.online_interval:
-          small[:, b:e] = np.asarray(self._predict(cur, frames[b:e], in_size))
+        small_b, probs_b = self._predict(cur, frames[b:e], out_size)
+        probs[:, b:e] = np.asarray(probs_b)
+        if cfg.online_interval:  # online adaptation reads recent predictions
+          small[:, b:e] = np.asarray(small_b)
     for i, o in enumerate(objs):  # Objects do not exist before they enter.
       probs[i, :video.first_frame[o]] = 0.0
     stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds,
