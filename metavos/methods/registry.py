@@ -10,6 +10,7 @@ from typing import Callable
 METHODS = {
     "eosvos": "metavos.methods.eosvos",
     "osvos": "metavos.methods.osvos",
+    "stcn": "metavos.methods.stcn",
 }
 
 
@@ -18,3 +19,21 @@ def get(name: str) -> Callable:
     raise ValueError(f"Unknown config.method {name!r}; available: "
                      f"{sorted(METHODS)}.")
   return importlib.import_module(METHODS[name]).train_and_evaluate
+
+
+def load_segmenter(name: str) -> Callable:
+  """The method's `load_segmenter(config, workdir, ...)`.
+
+  It returns an object with `segment(video, rng, annotated_frames=None) ->
+  (pred, stats)` (see metavos.finetune.video.BoundSegmenter); used to
+  segment single videos (metavos.segment).
+  """
+  if name not in METHODS:
+    raise ValueError(f"Unknown config.method {name!r}; available: "
+                     f"{sorted(METHODS)}.")
+  module = importlib.import_module(METHODS[name])
+  if not hasattr(module, "load_segmenter"):
+    raise ValueError(f"Method {name!r} ({METHODS[name]}) has no "
+                     "load_segmenter(config, workdir): it cannot segment a "
+                     "single video yet.")
+  return module.load_segmenter

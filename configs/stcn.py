@@ -1,0 +1,128 @@
+r"""STCN: a space-time memory network trained fully supervised on clips.
+
+Smoke test (synthetic videos, seconds on CPU):
+
+  python -m metavos.main --config=configs/stcn.py:smoke --workdir=runs/stcn_smoke
+
+Real DAVIS 2016 240p train-no-dev, evaluated on dev (2 CPU cores):
+
+  python -m metavos.main --config=configs/stcn.py:davis16_cpu --workdir=runs/stcn_davis16
+
+Evaluate a trained network, e.g. from 2 evenly spaced annotated frames:
+
+  python -m metavos.main --config=configs/stcn.py:davis16_cpu --workdir=W \
+    --config.mode=evaluate --config.restore=runs/stcn_davis16/checkpoints \
+    --config.finetune.num_annotated=2
+
+The `memory`, `clip` and `labels` blocks are shared with the methods built on
+the memory network (one-shot, two-shot): their configs import them from here.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def memory_config() -> ml_collections.ConfigDict:
+  """The memory network (metavos.memory) and how it propagates at test time."""
+  m = ml_collections.ConfigDict()
+  m.key_backbone = "small"    # Key encoder ResNet-GN (stops at stride 16): "tiny" | "small" | "resnet18" ...
+  m.value_backbone = "tiny"   # Value encoder ResNet-GN (frame + 2 mask channels), lighter than the key's.
+  m.key_dim = 64              # Channels of memory/query keys.
+  m.value_dim = 128           # Channels of memory values.
+  m.decoder_dim = 64          # Channels of the decoder.
+  m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
+  m.mem_every = 5             # Inference: add a frame to memory every N frames.
+  m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
+  m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.
+  m.input_size = ()           # Inference: (H, W) to run the network at; () = native size.
+  m.remat = False             # Training: recompute each chain step in the backward pass (less memory).
+  return m
+
+
+def clip_config() -> ml_collections.ConfigDict:
+  """Training clips (metavos.data.clips.ClipSampler)."""
+  c = ml_collections.ConfigDict()
+  c.length = 3                # Frames per clip: frame 0 labelled, the rest predicted in turn.
+  c.max_gap = 5               # Largest frame step inside a clip (direction random).
+  c.max_objects = 2           # Objects per clip, K (padded with absent objects).
+  c.flip = True               # Flip whole clips horizontally at random.
+  return c
+
+
+def labels_config() -> ml_collections.ConfigDict:
+  """Which training frames have labels (metavos.data.labels)."""
+  lab = ml_collections.ConfigDict()
+  lab.kind = "all"            # "all" | "first" | "random" | "file".
+  lab.per_video = 1           # kind=random: labelled frames per video.
+  lab.seed = 0                # kind=random: draw seed.
+  lab.file = ""               # kind=file: JSON {sequence: [frame indices]}.
+  return lab
+
+
+def optim_config() -> ml_collections.ConfigDict:
+  o = ml_collections.ConfigDict()
+  o.lr = 5e-4                 # AdamW peak rate (random init; STCN fine-tunes pretrained nets at 2e-5).
+  o.final_lr_fraction = 0.1   # Cosine decay to this fraction of lr at the last step.
+  o.weight_decay = 1e-4       # AdamW weight decay.
+  o.grad_clip = 1.0           # Global gradient-norm clip (the chain can spike early on).
+  return o
+
+
+def loss_config() -> ml_collections.ConfigDict:
+  """Bootstrapped cross-entropy (metavos.memory.losses)."""
+  b = ml_collections.ConfigDict()
+  b.start_step = 100          # Plain cross-entropy (all pixels) until this step.
+  b.end_step = 500            # From here on only the hardest final_p of the pixels.
+  b.final_p = 0.15            # Fraction of hardest pixels kept (STCN: 15%).
+  return b
+
+
+def eval_frames_config() -> ml_collections.ConfigDict:
+  """Annotated frames at test time: the same fields (and flags) as OSVOS."""
+  f = ml_collections.ConfigDict()
+  f.num_annotated = 1         # Annotated frames per video (evenly spaced); 1 = each object's first.
+  f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.
+  return f
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the STCN config; arg: None | smoke | davis16_cpu."""
+  c = common.base_config("stcn")
+  c.memory = memory_config()
+  c.clip = clip_config()
+  c.labels = labels_config()
+  c.optim = optim_config()
+  c.loss = loss_config()
+  c.train.num_steps = 1000
+  c.train.batch_size = 4      # Clips per step over all devices.
+  arg = arg or "default"
+  if arg == "default":
+    pass
+  elif arg == "smoke":
+    common.shrink_for_smoke(c)
+    c.train.batch_size = 2
+    m = c.memory
+    m.key_backbone = m.value_backbone = "tiny"
+    m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
+    m.mem_every, m.max_memory, m.top_k = 2, 3, 8
+    c.loss.start_step, c.loss.end_step = 1, 2
+  elif arg == "davis16_cpu":
+    common.use_davis16_240p(c)
+    c.train.image_size = (96, 176)    # Training resolution (frames are 240x427).
+    c.memory.input_size = (120, 214)  # Test-time resolution.
+    c.clip.max_objects = 1            # DAVIS 2016: one object per video.
+    c.clip.max_gap = 8
+    c.train.num_steps = 2000
+    c.train.batch_size = 4
+    c.train.log_every = 25
+    c.train.checkpoint_every = 250
+    c.loss.start_step, c.loss.end_step = 200, 1000
+  else:
+    raise ValueError(f"configs/stcn.py: unknown argument {arg!r}; use one of "
+                     "smoke, davis16_cpu.")
+  # No FCN model and no fine-tuning here; only the choice of annotated
+  # frames (finetune.num_annotated / annotated_frames, as OSVOS) applies.
+  del c.model
+  c.finetune = eval_frames_config()
+  return c

@@ -1,0 +1,291 @@
+"""STCN-style memory network (Cheng et al., 2021) in flax.nnx, and its pure
+functions.
+
+Per frame the key encoder (ResNet-GN, strides 4/8/16) gives a key (a 3x3
+conv to `key_dim` at stride 16) and skip features; it runs once per frame,
+whatever the number of objects. Per object the value encoder (a lighter
+ResNet on the frame, this object's mask and the sum of the other objects'
+masks) is fused with the key encoder's stride-16 feature into a value; the
+decoder turns the value read from memory, concatenated with a projection of
+the query's stride-16 feature, into one logit map per object (skips at
+strides 8 and 4), upsampled to the input size. Objects are merged by soft
+aggregation.
+
+Training and inference use the pure functions of `make_fns(graphdef)`, which
+take the parameter tree: split the module once with
+`graphdef, params = nnx.split(net, nnx.Param)`.
+
+Shapes: frames (H, W, 3) in [0, 1]; h, w = ceil(H / 16), ceil(W / 16); K is
+the number of objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from metavos.memory import bank
+from metavos.models import resnet
+
+Params = Any  # nnx.State of nnx.Param leaves
+
+# An absent object's aggregated logit: exp(-1e4) is exactly 0 in float32, and
+# unlike -inf it keeps 0 * log(p) finite in a cross-entropy.
+ABSENT_LOGIT = -1e4
+# STCN clamps probabilities before taking odds, bounding logits to +-16.1.
+_PROB_EPS = 1e-7
+
+
+class KeyFeatures(NamedTuple):
+  """Key encoder outputs; leading axes as the frames given (T or none).
+
+  Attributes:
+    key: (..., h, w, key_dim) the memory/query key, stride 16.
+    f16: (..., h, w, C4) stride-16 features (fused into values, decoded).
+    f8: (..., H/8, W/8, C3) skip features.
+    f4: (..., H/4, W/4, C2) skip features.
+  """
+  key: jax.Array
+  f16: jax.Array
+  f8: jax.Array
+  f4: jax.Array
+
+
+def _to_stride16(name: str) -> resnet.ResNetSpec:
+  """The named ResNet without layer4: STCN's encoders stop at stride 16."""
+  if name not in resnet.RESNET_SPECS:
+    raise ValueError(f"Unknown backbone {name!r}; options: "
+                     f"{sorted(resnet.RESNET_SPECS)}.")
+  spec = resnet.RESNET_SPECS[name]
+  return dataclasses.replace(spec, depths=spec.depths[:3] + (0,))
+
+
+def _features(net: resnet.ResNet, images: jax.Array,
+              stem_extra: jax.Array | None = None) -> list[jax.Array]:
+  """C2, C3, C4 of `net` (a stride-16 ResNet).
+
+  `stem_extra` is added to the stem convolution's output: a convolution of
+  concatenated inputs is the sum of convolutions of the parts, so this is
+  STCN's 5-channel value-encoder stem with the RGB part kept intact (and
+  computed once for all objects).
+  """
+  mean = jnp.asarray(resnet.IMAGENET_MEAN, images.dtype)
+  std = jnp.asarray(resnet.IMAGENET_STD, images.dtype)
+  x = net.conv1((images - mean) / std)
+  if stem_extra is not None:
+    x = x + stem_extra
+  x = jax.nn.relu(net.norm1(x))
+  x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  feats = []
+  for stage in (net.layer1, net.layer2, net.layer3):
+    for block in stage:
+      x = block(x)
+    feats.append(x)
+  return feats
+
+
+def _resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  return jax.image.resize(x, x.shape[:-3] + tuple(hw) + x.shape[-1:],
+                          "bilinear")
+
+
+class ResBlock(nnx.Module):
+  """Pre-activation residual block (GN-ReLU-conv x2), 1x1 shortcut if the
+  width changes; STCN's ResBlock with GroupNorm added for training from
+  scratch."""
+
+  def __init__(self, in_ch: int, out_ch: int, groups: int, *,
+               rngs: nnx.Rngs):
+    self.norm1 = resnet.group_norm(in_ch, groups, rngs)
+    self.conv1 = resnet.conv(in_ch, out_ch, 3, 1, rngs, use_bias=True)
+    self.norm2 = resnet.group_norm(out_ch, groups, rngs)
+    self.conv2 = resnet.conv(out_ch, out_ch, 3, 1, rngs, use_bias=True)
+    self.skip = (resnet.conv(in_ch, out_ch, 1, 1, rngs, use_bias=True)
+                 if in_ch != out_ch else None)
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    r = self.conv1(jax.nn.relu(self.norm1(x)))
+    r = self.conv2(jax.nn.relu(self.norm2(r)))
+    return (x if self.skip is None else self.skip(x)) + r
+
+
+class MemoryNetwork(nnx.Module):
+  """Key encoder, value encoder and decoder of a space-time memory network."""
+
+  def __init__(self, key_backbone: str = "small",
+               value_backbone: str = "tiny", key_dim: int = 64,
+               value_dim: int = 128, decoder_dim: int = 64,
+               norm_groups: int = 8, *, rngs: nnx.Rngs):
+    """Builds the network.
+
+    Args:
+      key_backbone: ResNet of the key encoder (metavos.models.resnet name).
+      value_backbone: ResNet of the value encoder (lighter, as STCN's R18).
+      key_dim: channels of keys.
+      value_dim: channels of values.
+      decoder_dim: channels of the decoder.
+      norm_groups: GroupNorm groups (clamped to divide each width).
+      rngs: initialisation randomness.
+    """
+    g = norm_groups
+    kspec, vspec = _to_stride16(key_backbone), _to_stride16(value_backbone)
+    kc, vc = kspec.out_channels, vspec.out_channels
+    self.key_encoder = resnet.ResNet(kspec, g, rngs=rngs)
+    self.key_proj = resnet.conv(kc[2], key_dim, 3, 1, rngs, use_bias=True)
+    self.value_encoder = resnet.ResNet(vspec, g, rngs=rngs)
+    # Mask channels of the value stem (this object, the others).
+    self.mask_stem = resnet.conv(2, vspec.widths[0], 7, 2, rngs)
+    self.fuse1 = ResBlock(vc[2] + kc[2], value_dim, g, rngs=rngs)
+    self.fuse2 = ResBlock(value_dim, value_dim, g, rngs=rngs)
+    # The query's own stride-16 feature, decoded beside the memory readout.
+    self.query_proj = resnet.conv(kc[2], value_dim, 3, 1, rngs, use_bias=True)
+    self.compress = ResBlock(2 * value_dim, decoder_dim, g, rngs=rngs)
+    self.skip8 = resnet.conv(kc[1], decoder_dim, 3, 1, rngs, use_bias=True)
+    self.up8 = ResBlock(decoder_dim, decoder_dim, g, rngs=rngs)
+    self.skip4 = resnet.conv(kc[0], decoder_dim, 3, 1, rngs, use_bias=True)
+    self.up4 = ResBlock(decoder_dim, decoder_dim, g, rngs=rngs)
+    # LeCun (fan-in) init, not He on fan-out: with one output channel the
+    # latter starts the logits at a scale of ~10, saturating the sigmoids.
+    self.pred = nnx.Conv(decoder_dim, 1, (3, 3), padding="SAME", rngs=rngs)
+
+  def encode_key(self, frames: jax.Array) -> KeyFeatures:
+    """frames (B, H, W, 3) -> KeyFeatures with a leading B axis."""
+    f4, f8, f16 = _features(self.key_encoder, frames)
+    return KeyFeatures(self.key_proj(f16), f16, f8, f4)
+
+  def encode_value(self, frame: jax.Array, f16: jax.Array,
+                   masks: jax.Array) -> jax.Array:
+    """frame (H, W, 3), f16 (h, w, C4), masks (K, H, W) -> (K, h, w, Cv)."""
+    others = jnp.sum(masks, axis=0, keepdims=True) - masks
+    m = jnp.stack([masks, others], axis=-1).astype(frame.dtype)
+    v16 = _features(self.value_encoder, frame[None],
+                    stem_extra=self.mask_stem(m))[2]
+    x = jnp.concatenate(
+        [v16, jnp.broadcast_to(f16, v16.shape[:1] + f16.shape)], axis=-1)
+    return self.fuse2(self.fuse1(x))
+
+  def decode(self, readout: jax.Array, feats: KeyFeatures,
+             size: tuple[int, int]) -> jax.Array:
+    """readout (K, h, w, Cv) + one frame's features -> logits (K, H, W)."""
+    k = readout.shape[0]
+    q = self.query_proj(feats.f16[None])
+    x = jnp.concatenate(
+        [readout, jnp.broadcast_to(q, (k,) + q.shape[1:])], axis=-1)
+    x = self.compress(x)
+    x = self.up8(self.skip8(feats.f8[None]) + _resize_to(
+        x, feats.f8.shape[:2]))
+    x = self.up4(self.skip4(feats.f4[None]) + _resize_to(
+        x, feats.f4.shape[:2]))
+    logits = self.pred(jax.nn.relu(x))
+    return _resize_to(logits, size)[..., 0]
+
+
+def aggregate(logits: jax.Array, present: jax.Array | None = None
+              ) -> jax.Array:
+  """Soft aggregation of per-object logits into K+1 class logits (STM/STCN).
+
+  p_i = sigmoid(logit_i); background p_0 = prod_i (1 - p_i); each p is
+  clamped to [1e-7, 1 - 1e-7] and turned into odds, log(p / (1 - p)); a
+  softmax over the K+1 classes of the result gives the merged probabilities.
+
+  Args:
+    logits: (K, ...) per-object logits.
+    present: (K,) bool; absent objects (padding, or not yet appeared) take no
+      part: probability 0 in the background product and ABSENT_LOGIT out.
+
+  Returns:
+    (K+1, ...) logits, background first.
+  """
+  k = logits.shape[0]
+  if present is None:
+    present = jnp.ones((k,), bool)
+  here = present.reshape((k,) + (1,) * (logits.ndim - 1))
+  p = jnp.where(here, jax.nn.sigmoid(logits), 0.0)
+  bg = jnp.prod(1.0 - p, axis=0, keepdims=True)
+  new = jnp.clip(jnp.concatenate([bg, p], axis=0), _PROB_EPS, 1 - _PROB_EPS)
+  out = jnp.log(new / (1.0 - new))
+  return out.at[1:].set(jnp.where(here, out[1:], ABSENT_LOGIT))
+
+
+def frame_features(feats: KeyFeatures, t: int | jax.Array) -> KeyFeatures:
+  """One frame's features from features with a leading frame axis."""
+  return jax.tree.map(lambda x: x[t], feats)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryFns:
+  """Pure functions of a MemoryNetwork's parameter tree (hashable, so it can
+  be a static argument of jax.jit)."""
+  graphdef: Any
+
+  def _net(self, params: Params) -> MemoryNetwork:
+    return nnx.merge(self.graphdef, params)
+
+  def encode_key(self, params: Params, frames: jax.Array) -> KeyFeatures:
+    """frames (T, H, W, 3) -> KeyFeatures with a leading T axis."""
+    return self._net(params).encode_key(frames)
+
+  def encode_value(self, params: Params, frame: jax.Array, f16: jax.Array,
+                   masks: jax.Array) -> jax.Array:
+    """frame (H, W, 3), f16 (h, w, C4), soft masks (K, H, W) -> values
+    (K, h, w, Cv)."""
+    return self._net(params).encode_value(frame, f16, masks)
+
+  def decode(self, params: Params, readout: jax.Array, feats: KeyFeatures,
+             size: tuple[int, int]) -> jax.Array:
+    """readout (K, h, w, Cv), one frame's KeyFeatures -> logits (K, H, W)."""
+    return self._net(params).decode(readout, feats, size)
+
+  def predict(self, params: Params, memory: bank.Memory, feats: KeyFeatures,
+              size: tuple[int, int], present: jax.Array | None = None,
+              top_k: int | None = None) -> jax.Array:
+    """Aggregated logits (K+1, H, W) of one query frame read from memory."""
+    read = bank.readout(memory, feats.key, top_k)
+    return aggregate(self.decode(params, read, feats, size), present)
+
+  def memorize(self, params: Params, memory: bank.Memory, frame: jax.Array,
+               feats: KeyFeatures, masks: jax.Array,
+               permanent: bool | jax.Array = False) -> bank.Memory:
+    """Adds one frame (H, W, 3) with its soft masks (K, H, W) to memory."""
+    value = self.encode_value(params, frame, feats.f16, masks)
+    return bank.add(memory, feats.key, value, permanent)
+
+  def new_memory(self, params: Params, frame: jax.Array, feats: KeyFeatures,
+                 masks: jax.Array, capacity: int,
+                 num_permanent: int = 1) -> bank.Memory:
+    """A bank of `capacity` slots holding `frame` in permanent slot 0."""
+    value = self.encode_value(params, frame, feats.f16, masks)
+    memory = bank.empty(capacity, feats.key.shape, value.shape, num_permanent,
+                        value.dtype)
+    return bank.add(memory, feats.key, value, permanent=True)
+
+  def segment(self, params: Params, memory: bank.Memory, frame: jax.Array,
+              present: jax.Array | None = None,
+              top_k: int | None = None) -> jax.Array:
+    """Probabilities (K+1, H, W), background first, of one frame (H, W, 3)."""
+    feats = frame_features(self.encode_key(params, frame[None]), 0)
+    logits = self.predict(params, memory, feats, frame.shape[:2], present,
+                          top_k)
+    return jax.nn.softmax(logits, axis=0)
+
+
+def make_fns(graphdef: Any) -> MemoryFns:
+  """The pure functions of the network `graphdef` was split from."""
+  return MemoryFns(graphdef)
+
+
+def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
+  """Builds and splits the network from a `memory` config block.
+
+  Returns:
+    (fns, params).
+  """
+  net = MemoryNetwork(cfg.key_backbone, cfg.value_backbone, cfg.key_dim,
+                      cfg.value_dim, cfg.decoder_dim, cfg.norm_groups,
+                      rngs=rngs)
+  graphdef, params = nnx.split(net, nnx.Param)
+  return make_fns(graphdef), params

@@ -1,0 +1,139 @@
+"""STCN: a memory network trained fully supervised on short clips.
+
+train: clips of `clip.length` (3) frames from the label set (here every
+annotated frame); the first frame's masks go into memory, frames 1 and 2 are
+predicted in turn from memory (frame 1 joins memory with its own predicted
+soft masks) and scored against their labels with bootstrapped
+cross-entropy. Training runs through the shared `train_loop` (sharding,
+resume, checkpoints, metrics); the label set is written to
+`<workdir>/labels.json` and its labelled fraction goes into every metrics
+line.
+evaluate: masks are propagated from the annotated frame(s) through memory
+(metavos.memory.propagate), scored by the shared `eval_loop`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+
+from metavos.data import clips, labels
+from metavos.memory import chain, losses, network, propagate
+from metavos.methods import eval_loop, osvos, setup, train_loop
+from metavos.runtime import checkpoint, sharding
+
+
+def build_network(config: ml_collections.ConfigDict
+                  ) -> tuple[network.MemoryFns, network.Params]:
+  """The memory network of `config.memory`, split: (fns, params)."""
+  fns, params = network.build(config.memory, nnx.Rngs(config.seed))
+  n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  logging.info("Memory network %s/%s: %d parameters",
+               config.memory.key_backbone, config.memory.value_backbone, n)
+  return fns, params
+
+
+def make_optimizer(config: ml_collections.ConfigDict):
+  o = config.optim
+  rate = optax.cosine_decay_schedule(o.lr, config.train.num_steps,
+                                     alpha=o.final_lr_fraction)
+  return optax.chain(optax.clip_by_global_norm(o.grad_clip),
+                     optax.adamw(rate, weight_decay=o.weight_decay))
+
+
+def clip_loss(params, batch, p, *, fns: network.MemoryFns,
+              unroll: bool | int, remat: bool):
+  """Bootstrapped CE of frames 1.. of each clip, predicted in a chain from
+  frame 0's labels."""
+
+  def one(frames, masks, present):
+    return chain.run_chain(fns, params, frames[0], masks[0], frames[1:],
+                           present=present, unroll=unroll,
+                           remat=remat).logits
+
+  logits = jax.vmap(one)(batch["frames"], batch["masks"], batch["present"])
+  return losses.bootstrapped_ce(logits, batch["masks"][:, 1:],
+                                batch["valid"][:, 1:], p)
+
+
+def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
+  tx = make_optimizer(config)
+  b = config.loss
+  loss_fn = functools.partial(clip_loss, fns=fns, unroll=setup.unroll(config),
+                              remat=config.memory.remat)
+
+  def update(state, batch, rng):
+    del rng  # Supervised clip training draws no randomness on the device.
+    p = losses.bootstrap_fraction(state["step"], b.start_step, b.end_step,
+                                  b.final_p)
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch, p)
+    updates, opt = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = {"loss": loss, "bootstrap_p": p,
+               "grad_norm": optax.tree.norm(grads),
+               "labelled_fraction": jnp.float32(labelled_fraction)}
+    return {"params": params, "opt_state": opt,
+            "step": state["step"] + 1}, metrics
+
+  return train_loop.jit_update(update, mesh)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str):
+  """Trains on clips; returns (params, fns)."""
+  mesh = sharding.make_mesh(config.num_devices or None)
+  fns, params = build_network(config)
+  videos = setup.train_videos(config, workdir)
+  label_set, fraction = labels.setup_label_set(config.labels, workdir, videos)
+  c = config.clip
+  sampler = clips.ClipSampler(videos, c.length, c.max_gap, c.max_objects,
+                              config.seed, label_set, c.flip)
+  logging.info("%d clip starts", len(sampler))
+
+  def init_state():
+    state = {"params": params,
+             "opt_state": make_optimizer(config).init(params),
+             "step": jnp.zeros((), jnp.int32)}
+    return sharding.replicate(state, mesh)
+
+  def sample(step):
+    return sampler.sample(step, config.train.batch_size, jax.process_index(),
+                          jax.process_count())
+
+  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
+                         update=make_update(config, fns, mesh, fraction),
+                         sample=sample, items_per_step=config.train.batch_size)
+  return state["params"], fns
+
+
+def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
+                   params=None) -> propagate.MemorySegmenter:
+  """The trained network bound to a propagation segmenter (params from the
+  workdir's checkpoints, else config.restore, unless given)."""
+  fns, init = build_network(config)
+  if params is None:
+    params = checkpoint.restore_subtree(
+        setup.trained_checkpoint(config, workdir), "params", init)
+  return propagate.MemorySegmenter(
+      fns, params, propagate.PropagateConfig.from_config(config.memory))
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             params=None) -> dict:
+  seg = load_segmenter(config, workdir, params)
+  segment = lambda video, rng: seg.segment(
+      video, rng, osvos.annotated_frames(config, video))
+  return eval_loop.evaluate_split(config, workdir, segment)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
+  if config.mode == "evaluate":
+    return evaluate(config, workdir)
+  params, _ = train(config, workdir)
+  return evaluate(config, workdir, params)

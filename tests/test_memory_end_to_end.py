@@ -1,0 +1,80 @@
+"""configs/stcn.py:smoke end to end: train, evaluate, labels, resume."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from configs import stcn as stcn_config
+from metavos import train
+from metavos.data import clips, labels
+from metavos.methods import stcn
+from metavos.runtime import checkpoint
+
+
+@pytest.fixture(autouse=True)
+def fast_compile(tmp_path_factory):
+  # The three training runs below compile the same update; a persistent
+  # compilation cache lets the second and third reuse the first's program.
+  names = ("jax_disable_most_optimizations", "jax_compilation_cache_dir",
+           "jax_persistent_cache_min_compile_time_secs")
+  old = {n: jax.config.values[n] for n in names}
+  jax.config.update(names[0], True)
+  jax.config.update(names[1], str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update(names[2], 0)
+  compilation_cache.reset_cache()  # takes the directory set above
+  yield
+  for n, v in old.items():
+    jax.config.update(n, v)
+  compilation_cache.reset_cache()
+
+
+def test_train_evaluate_and_resume(tmp_path, monkeypatch):
+  config = stcn_config.get_config("smoke")
+  full = str(tmp_path / "full")
+  metrics = train.train_and_evaluate(config, full)
+  with open(os.path.join(full, "metrics.json")) as f:
+    assert json.load(f) == json.loads(json.dumps(metrics))
+  assert 0.0 <= metrics["global"]["J&F-Mean"] <= 1.0
+  lines = [json.loads(x) for x in open(os.path.join(full, "metrics.jsonl"))]
+  assert [x["step"] for x in lines] == [1, 2, 3]
+  assert all(x["labelled_fraction"] == 1.0 and np.isfinite(x["loss"])
+             for x in lines)
+  videos = [v.name for v in os.scandir(os.path.join(full, "results"))]
+  used = labels.load(os.path.join(full, "labels.json"),
+                     stcn.setup.train_videos(config, full))
+  assert set(used) and not set(used) & set(videos)  # train split only
+  assert all(len(f) == 6 for f in used.values())  # every annotated frame
+
+  # Killed after the step-2 checkpoint, then resumed: the same parameters.
+  part = str(tmp_path / "part")
+  real = clips.ClipSampler.sample
+
+  def dying(self, step, *args, **kwargs):
+    if step == 2:
+      raise KeyboardInterrupt("simulated kill")
+    return real(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(clips.ClipSampler, "sample", dying)
+  config.mode = "train"
+  with pytest.raises(KeyboardInterrupt):
+    stcn.train(config, part)
+  monkeypatch.setattr(clips.ClipSampler, "sample", real)
+  stcn.train(config, part)
+  _, init = stcn.build_network(config)
+  pa, pb = (checkpoint.restore_subtree(os.path.join(w, "checkpoints"),
+                                       "params", init) for w in (full, part))
+  assert max(float(np.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(pa), jax.tree.leaves(init))) > 0
+  for a, b in zip(jax.tree.leaves(pa), jax.tree.leaves(pb)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+  # mode=evaluate from config.restore reproduces the run's evaluation.
+  ev = stcn_config.get_config("smoke")
+  ev.mode, ev.restore = "evaluate", os.path.join(full, "checkpoints")
+  again = train.train_and_evaluate(ev, str(tmp_path / "eval"))
+  assert again["global"]["J&F-Mean"] == pytest.approx(
+      metrics["global"]["J&F-Mean"], abs=1e-6)
