@@ -35,11 +35,25 @@ def data_config() -> ml_collections.ConfigDict:
 
 def model_config() -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict()
-  m.name = "fcn"              # "fcn" (ResNet-GN + FPN decoder) | "osvos" (side outputs fused).
+  m.name = "fcn"              # "fcn" (ResNet-GN + FPN decoder) | "osvos" (side outputs fused) | "maskrcnn" (detector + box propagation).
   m.backbone = "tiny"         # "tiny" | "small" | "resnet18" | "resnet34" | "resnet50".
-  m.fpn_dim = 32              # Channels of the FPN decoder.
+  m.fpn_dim = 32              # Channels of the FPN decoder (and of every Mask R-CNN head).
   m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
   m.pretrained = ""           # torchvision-layout ResNet state dict (.npz/.pth); "" = random init.
+  d = m.maskrcnn = ml_collections.ConfigDict()  # Read only by name="maskrcnn" (metavos/models/maskrcnn).
+  d.anchor_scales = (4.0, 8.0)        # Anchor sizes in units of each level's stride (P2..P5: strides 4..32).
+  d.anchor_ratios = (0.5, 1.0, 2.0)   # Anchor aspect ratios h / w at every position.
+  d.pre_nms_topk = 256        # Highest-scoring anchors (all levels) decoded before NMS.
+  d.num_proposals = 32        # Proposals per image after NMS (static; padded when fewer survive).
+  d.nms_iou = 0.7             # RPN NMS IoU threshold.
+  d.roi_sampling_ratio = 2    # RoIAlign bilinear samples per bin side (fixed: static shapes).
+  d.box_roi_size = 7          # RoIAlign bins per side for the box head.
+  d.mask_size = 28            # Mask head output side (RoIAlign at half of it, then 2x upsampling).
+  d.head_dim = 128            # Width of the box head's two fully connected layers.
+  d.mask_convs = 2            # 3x3 conv + GroupNorm blocks in the mask head.
+  d.box_propagation = True    # Add the previous frame's box (and jittered copies) to the proposals.
+  d.box_jitter = 0.1          # Each side of a propagated box moves by up to this fraction of its size.
+  d.num_propagated = 8        # Propagated boxes per frame (the box + jittered copies); also the jittered GT RoIs in training.
   return m
 
 
@@ -84,6 +98,17 @@ def train_config() -> ml_collections.ConfigDict:
   return t
 
 
+def eval_config() -> ml_collections.ConfigDict:
+  """Pictures the evaluation loop writes (metavos.visualize)."""
+  e = ml_collections.ConfigDict()
+  e.pictures = True           # Per video an overlay GIF and a J-per-frame plot, plus <workdir>/report.html.
+  e.max_gif_frames = 40       # Frames per overlay GIF at most, evenly spaced (keeps pictures cheap).
+  e.thumbnail_size = 240      # Longest side of the GIF frames in pixels (larger frames are downscaled).
+  e.gif_fps = 6               # GIF playback speed in frames per second.
+  e.plot_size = (480, 220)    # (W, H) of the J-per-frame plot in pixels.
+  return e
+
+
 def base_config(method: str) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = method           # Trainer from metavos.methods.registry.
@@ -97,6 +122,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.model = model_config()
   c.train = train_config()
   c.finetune = finetune_config()
+  c.eval = eval_config()
   return c
 
 

@@ -465,6 +465,38 @@ def object_scores(result: PerFrame) -> dict[str, float]:
   return scores
 
 
+def per_frame_series(result: VideoResult, num_frames: int,
+                     measure: str = "J") -> dict[int, np.ndarray]:
+  """One measure per frame of the whole video, for plots and reports.
+
+  `evaluate_video` scores frames 1..T-2 only; this places those values at
+  their frame indices, with NaN at the unscored first and last frames, so
+  index t is frame t. Scores are untouched.
+
+  Args:
+    result: an `evaluate_video` (or `DavisEvaluator.add_video`) result.
+    num_frames: T, the video's frame count.
+    measure: "J" or "F".
+
+  Returns:
+    {object id: (T,) float64}, NaN at frames 0 and T-1.
+
+  Raises:
+    ValueError: `num_frames` does not fit the result.
+  """
+  series = {}
+  for obj_id, per_frame in result.items():
+    values = np.asarray(per_frame[measure], np.float64)
+    if values.size != num_frames - 2:
+      raise ValueError(f"object {obj_id} has {values.size} scored frames, "
+                       f"which does not fit num_frames={num_frames} (frames "
+                       "1..T-2 are scored)")
+    full = np.full(num_frames, np.nan)
+    full[1:-1] = values
+    series[obj_id] = full
+  return series
+
+
 def summarize(
     per_sequence_results: Mapping[str, Mapping[int, PerFrame]]) -> dict:
   """Dataset scores, pooling every object of every sequence.

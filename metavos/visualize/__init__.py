@@ -1,0 +1,1 @@
+"""Pictures of results: mask overlays, J-per-frame plots, an HTML report."""
