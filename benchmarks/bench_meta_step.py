@@ -84,7 +84,7 @@ def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss,
                ("scale_range", (0.75, 1.25))), unroll=unroll)
   mp = meta_step.init_meta_params(params, "neuron", 1e-3)
   fn = jax.jit(lambda m, b, r: meta_step.loss_and_grads(
-      m, b, r, apply_fn=apply_fn, cfg=cfg))
+      m, b, r, model=models.dense_model(apply_fn), cfg=cfg))
   rng = jax.random.key(0)
   t0 = time.perf_counter()
   compiled = fn.lower(mp, batch, rng).compile()

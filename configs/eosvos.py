@@ -17,6 +17,15 @@ Evaluate a checkpoint on a held-out DAVIS set (e-OSVOS-T with T=10; add
     --config.data.root=DAVIS --config.data.year=2016 --config.data.split=val \
     --config.data.resolution=480p
 
+The Mask R-CNN model (box propagation, one detection per object and frame)
+through the same meta-learning: `maskrcnn_smoke` (seconds) and
+`maskrcnn_davis16_cpu` (the davis16_cpu recipe with the detector):
+
+  python -m metavos.main --config=configs/eosvos.py:maskrcnn_smoke --workdir=runs/mrcnn_smoke
+  python -m metavos.main --config=configs/eosvos.py:maskrcnn_davis16_cpu --workdir=runs/mrcnn_davis16
+
+Any preset takes the detector with `--config.model.name=maskrcnn`.
+
 Accelerator-scale recipes (TPU pod / multi-GPU; see launch/):
 
   davis17_tpu:  ResNet-50-FPN, 480p DAVIS 2017 train, meta-batch 32.
@@ -51,7 +60,8 @@ def meta_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the e-OSVOS config; arg: None | smoke | davis16_cpu | davis17_tpu | ytvos_tpu."""
+  """Returns the e-OSVOS config; arg: None | smoke | davis16_cpu |
+  maskrcnn_smoke | maskrcnn_davis16_cpu | davis17_tpu | ytvos_tpu."""
   c = common.base_config("eosvos")
   c.meta = meta_config()
   c.finetune.num_steps = 10          # e-OSVOS-T, T = 10 (paper: 10, 50, 100).
@@ -74,6 +84,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.num_steps = 3
     c.finetune.steps_per_call = 3
     c.finetune.copies = 2
+  elif arg == "maskrcnn_smoke":
+    common.shrink_for_smoke(c)
+    use_small_detector(c)
+    c.meta.num_inner_steps = 2
+    c.meta.support_copies = 1
+    c.meta.outer_lr = 1e-3
+    c.meta.lrs_outer_lr = 1e-4
+    c.finetune.num_steps = 2
+    c.finetune.steps_per_call = 2
+    c.finetune.copies = 1
+    c.unroll = 1  # a rolled inner loop: the detector compiles in seconds
+  elif arg == "maskrcnn_davis16_cpu":
+    common.use_davis16_240p(c)
+    c.model.name = "maskrcnn"
+    c.train.batch_size = 2
+    c.train.num_steps = 1000
+    c.train.log_every = 20
+    c.train.checkpoint_every = 200
+    c.meta.lr_init = 0.01
+    c.meta.outer_lr = 3e-5
+    c.meta.lrs_outer_lr = 1e-3
   elif arg == "davis16_cpu":
     common.use_davis16_240p(c)
     c.train.batch_size = 2
@@ -100,5 +131,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.data.split = "valid"
   else:
     raise ValueError(f"configs/eosvos.py: unknown argument {arg!r}; use one of "
-                     "smoke, davis16_cpu, davis17_tpu, ytvos_tpu.")
+                     "smoke, davis16_cpu, maskrcnn_smoke, maskrcnn_davis16_cpu, "
+                     "davis17_tpu, ytvos_tpu.")
   return c
+
+
+def use_small_detector(c: ml_collections.ConfigDict) -> None:
+  """Mask R-CNN shrunk for smoke runs: one anchor size, few proposals."""
+  c.model.name = "maskrcnn"
+  d = c.model.maskrcnn
+  d.anchor_scales = (4.0,)
+  d.pre_nms_topk = 32
+  d.num_proposals = 8
+  d.num_propagated = 4
+  d.head_dim = 32
+  d.mask_convs = 1

@@ -6,6 +6,7 @@ import numpy as np
 
 from metavos.data import davis
 from metavos.finetune import video as video_lib
+from metavos.models import interface
 
 
 def test_merge_objects_argmax_with_background_threshold():
@@ -15,9 +16,12 @@ def test_merge_objects_argmax_with_background_threshold():
   assert ids.dtype == np.uint8
 
 
-def _pixel_model(params, images):
+def _pixel_apply(params, images):
   """A 1x1 'network': logit = w . rgb + b (enough to separate colours)."""
   return (images @ params["w"])[..., None] + params["b"]
+
+
+_pixel_model = interface.dense_model(_pixel_apply)
 
 
 def _cfg(**kw):
@@ -95,3 +99,32 @@ def test_online_adaptation_runs_and_is_a_no_op_at_rate_zero(synthetic_root):
   q1 = online.predict(params, jnp.asarray(2.0), video, key)[0]
   assert np.abs(q0[:, 2:] - q1[:, 2:]).max() > 1e-4
   np.testing.assert_allclose(q0[:, :2], q1[:, :2], atol=1e-6)
+
+
+def _counting_model():
+  """A stateful model whose state counts the frames it has segmented since
+  the object's annotated frame (where its state starts at the mask's sum)."""
+  def predict(params, state, frames, rng):
+    del params, rng
+    def step(count, frame):
+      return count + 1.0, jnp.full(frame.shape[:2], count)
+    state, probs = jax.lax.scan(step, state, frames)
+    return probs, state
+  return interface.VOSModel(
+      make_loss=lambda pixel_loss: (
+          lambda p, img, msk, val, rng: jnp.sum(p["b"]) * 0.0),
+      init_state=lambda mask: jnp.zeros(()), predict=predict)
+
+
+def test_state_is_carried_across_calls_and_reset_where_an_object_enters(
+    synthetic_root):
+  ds = davis.DavisDataset(synthetic_root, split="val")
+  video = ds.load(ds.sequences[0])
+  video.first_frame[video.object_ids[1]] = 3  # the second object enters late
+  seg = video_lib.VideoSegmenter(_counting_model(), _cfg(frames_per_call=2))
+  probs, _, _ = seg.predict({"b": jnp.zeros(())}, jnp.asarray(0.0), video,
+                            jax.random.key(0))
+  # Carried from call to call (2 frames each): frame t has seen t frames.
+  np.testing.assert_allclose(probs[0, :, 0, 0], np.arange(6))
+  # Reset at frame 3 for the late object; zero before it exists.
+  np.testing.assert_allclose(probs[1, :, 0, 0], [0, 0, 0, 0, 1, 2])

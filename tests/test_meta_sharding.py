@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
         fpn_dim=8, norm_groups=4, pretrained=""))
     graphdef, params = nnx.split(models.build_model(cfg, nnx.Rngs(0)),
                                  nnx.Param)
-    apply_fn = models.make_apply_fn(graphdef)
+    model = models.make_vos_model(cfg, graphdef)
     mc = meta_step.MetaConfig(num_inner_steps=2, support_copies=2,
         augment=(("flip", True), ("max_rotation_deg", 30.0),
                  ("scale_range", (0.75, 1.25))), loss="lovasz_hinge")
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     def grads_on(num_devices):
       mesh = sharding.make_mesh(num_devices)
       fn = jax.jit(lambda m, b, r: meta_step.loss_and_grads(
-                       m, b, r, apply_fn=apply_fn, cfg=mc, mesh=mesh)[1],
+                       m, b, r, model=model, cfg=mc, mesh=mesh)[1],
                    in_shardings=(sharding.replicated(mesh),
                                  sharding.data_sharded(mesh),
                                  sharding.replicated(mesh)),

@@ -7,15 +7,15 @@ predictions during online adaptation), so both see the same objective.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from metavos.finetune import augment as augment_lib
+from metavos.models import interface
 
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
-LossFn = Callable[..., jax.Array]
+# The model's loss for one object (`VOSModel.make_loss(pixel_loss)`).
+ModelLoss = interface.LossFn
 
 
 def augmented_copies(rng: jax.Array, images: jax.Array, masks: jax.Array,
@@ -49,27 +49,26 @@ def augmented_copies(rng: jax.Array, images: jax.Array, masks: jax.Array,
   return flat(img), flat(msk), flat(val)
 
 
-def make_support_loss(apply_fn: ApplyFn, loss: LossFn, images: jax.Array,
+def make_support_loss(model_loss: ModelLoss, images: jax.Array,
                       masks: jax.Array, valid: jax.Array, *, copies: int,
                       augment: dict[str, Any] | None):
-  """Returns the pure `loss_fn(params, rng)` the inner loop minimises."""
+  """Returns the pure `loss_fn(params, rng)` the inner loop minimises.
+
+  `rng` draws the augmentation; the model's own loss gets a key folded from
+  it (a detector jitters boxes with it), so the augmentation stream is the
+  same whatever model is trained.
+  """
 
   def loss_fn(params, rng):
     img, msk, val = augmented_copies(rng, images, masks, valid, copies,
                                      augment)
-    logits = apply_fn(params, img)
-    return loss(logits[..., 0], msk, val)
+    return model_loss(params, img, msk, val, jax.random.fold_in(rng, 1))
 
   return loss_fn
 
 
-def query_loss(apply_fn: ApplyFn, loss: LossFn, params, images: jax.Array,
-               masks: jax.Array, valid: jax.Array) -> jax.Array:
+def query_loss(model_loss: ModelLoss, params, images: jax.Array,
+               masks: jax.Array, valid: jax.Array,
+               rng: jax.Array) -> jax.Array:
   """Loss of adapted `params` on (Q, H, W, 3) query frames."""
-  logits = apply_fn(params, images)
-  return loss(logits[..., 0], masks, valid)
-
-
-def sigmoid_probs(apply_fn: ApplyFn, params, images: jax.Array) -> jax.Array:
-  """(B, H, W) foreground probabilities."""
-  return jax.nn.sigmoid(apply_fn(params, images)[..., 0].astype(jnp.float32))
+  return model_loss(params, images, masks, valid, rng)

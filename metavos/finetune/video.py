@@ -1,10 +1,13 @@
 """Segment a video by fine-tuning on its annotated frame(s), all objects at once.
 
 Shared by OSVOS (hand-designed schedule) and e-OSVOS (meta-learned init and
-rates). All objects of a video are adapted together in one vmapped call;
-every frame is then segmented independently with the adapted parameters and
-the per-object probabilities are merged by argmax, with background wherever
-the highest probability is below `bg_threshold`.
+rates), for any model behind `metavos.models.interface.VOSModel`. All objects
+of a video are adapted together in one vmapped call; the frames are then
+segmented in order with the adapted parameters, each object carrying its
+model's state (nothing for a dense segmenter, the previous box for Mask
+R-CNN) from frame to frame, and the per-object probabilities are merged by
+argmax, with background wherever the highest probability is below
+`bg_threshold`.
 
 Online adaptation (e-OSVOS-T-OnA): every `online_interval` frames the
 parameters are reset to the post-first-frame ones and `online_steps` steps are
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +29,11 @@ import numpy as np
 from metavos.data import sampling
 from metavos.data.types import VOID, Video
 from metavos.finetune import inner_loop, losses, support
+from metavos.models import interface
+
+
+# fold_in data of the prediction keys (box jitter), apart from adaptation's.
+_PREDICT_STREAM = 0x7FFE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +86,10 @@ def _broadcast(tree, k: int):
 class VideoSegmenter:
   """Fine-tunes on annotated frames and segments every frame of a video."""
 
-  def __init__(self, apply_fn: Callable, cfg: FinetuneConfig):
-    self.apply_fn = apply_fn
+  def __init__(self, model: interface.VOSModel, cfg: FinetuneConfig):
+    self.model = model
     self.cfg = cfg
-    self._loss = losses.get_loss(cfg.loss)
+    self._loss = model.make_loss(losses.get_loss(cfg.loss))
     self._aug = dict(cfg.augment) if cfg.augment else None
 
   @functools.partial(jax.jit, static_argnums=(0, 7))
@@ -91,7 +99,7 @@ class VideoSegmenter:
 
     def one(p, img, msk, val, key, vel):
       loss_fn = support.make_support_loss(
-          self.apply_fn, self._loss, img, msk, val, copies=self.cfg.copies,
+          self._loss, img, msk, val, copies=self.cfg.copies,
           augment=self._aug)
       return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                               momentum=self.cfg.momentum, first_order=True,
@@ -99,17 +107,20 @@ class VideoSegmenter:
 
     return jax.vmap(one)(params, images, masks, valid, keys, velocity)
 
-  @functools.partial(jax.jit, static_argnums=(0, 3))
-  def _predict(self, params, frames, out_size):
-    """Probabilities for frames (B, h, w, 3): (K, B, h, w) at the network's
-    size and (K, B, H_out, W_out) at `out_size`."""
-    small = jax.vmap(lambda p: support.sigmoid_probs(self.apply_fn, p,
-                                                     frames))(params)
+  @functools.partial(jax.jit, static_argnums=(0, 5))
+  def _predict(self, params, states, frames, rng, out_size):
+    """Probabilities for consecutive frames (B, h, w, 3), vmapped over the
+    K objects' params and states: (K, B, h, w) at the network's size,
+    (K, B, H_out, W_out) at `out_size`, and the states after the last frame."""
+    keys = jax.random.split(rng, jax.tree.leaves(params)[0].shape[0])
+    small, states = jax.vmap(
+        lambda p, s, k: self.model.predict(p, s, frames, k))(params, states,
+                                                             keys)
     probs = small
     if small.shape[2:] != tuple(out_size):
       probs = jax.image.resize(small, small.shape[:2] + tuple(out_size),
                                "bilinear")
-    return small, probs
+    return small, probs, states
 
   def adapt(self, params, lrs, images, masks, valid, rng, num_steps):
     """Chunked adaptation: at most `steps_per_call` steps per jitted call.
@@ -191,6 +202,11 @@ class VideoSegmenter:
     small = (np.zeros((k, video.num_frames) + tuple(in_size), np.float32)
              if cfg.online_interval else None)
     cur = first_params
+    # Per-object memory (e.g. the previous box) starts from the object's
+    # first support mask and is reset there when the object enters later.
+    init_states = jax.vmap(self.model.init_state)(jnp.asarray(sup_msk[:, 0]))
+    states = init_states
+    starts = _object_starts(video, objs) if self.model.stateful else {}
     block = cfg.online_interval or video.num_frames
     ona_seconds = 0.0
     for start in range(0, video.num_frames, block):
@@ -200,9 +216,13 @@ class VideoSegmenter:
         cur = self._online(first_params, lrs, sup_img, sup_msk, sup_val,
                            frames, small, start, rng)
         ona_seconds += time.perf_counter() - t1
-      for b in range(start, stop, cfg.frames_per_call):
-        e = min(b + cfg.frames_per_call, stop)
-        small_b, probs_b = self._predict(cur, frames[b:e], out_size)
+      for b, e in _chunks(start, stop, cfg.frames_per_call, starts):
+        if b in starts:
+          states = _reset(states, init_states, starts[b])
+        small_b, probs_b, states = self._predict(
+            cur, states, frames[b:e],
+            jax.random.fold_in(jax.random.fold_in(rng, _PREDICT_STREAM), b),
+            out_size)
         probs[:, b:e] = np.asarray(probs_b)
         if cfg.online_interval:  # online adaptation reads recent predictions
           small[:, b:e] = np.asarray(small_b)
@@ -231,6 +251,32 @@ class VideoSegmenter:
                            jax.random.fold_in(rng, start),
                            self.cfg.online_steps)
     return params
+
+
+def _object_starts(video: Video, objs: Sequence[int]) -> dict[int, np.ndarray]:
+  """{frame: (K,) bool} for frames after 0 where some object enters."""
+  starts = {}
+  for i, o in enumerate(objs):
+    t = video.first_frame[o]
+    if t > 0:
+      starts.setdefault(t, np.zeros(len(objs), bool))[i] = True
+  return starts
+
+
+def _chunks(start: int, stop: int, size: int, cuts) -> list[tuple[int, int]]:
+  """[start, stop) in pieces of at most `size`, also cut at every frame in
+  `cuts` (where an object's state is reset)."""
+  bounds = sorted({*range(start, stop, size),
+                   *(t for t in cuts if start < t < stop), stop})
+  return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _reset(states, init_states, which: np.ndarray):
+  """States of the objects in `which` (K,) go back to their initial ones."""
+  def pick(s, s0):
+    w = jnp.asarray(which).reshape((-1,) + (1,) * (s.ndim - 1))
+    return jnp.where(w, s0, s)
+  return jax.tree.map(pick, states, init_states)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ devices and all-reduces the meta-gradient.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,11 +20,14 @@ import optax
 
 from metavos.finetune import inner_loop, losses, support
 from metavos.finetune import lrs as lrs_lib
+from metavos.models import interface
 from metavos.runtime import sharding
 
 MetaParams = dict[str, Any]  # {"init": params, "lrs": learning-rate tree}
 Batch = dict[str, jax.Array]
 PRNGKey = jax.Array
+# fold_in data for the query loss's key, apart from the inner steps' keys.
+_QUERY_STREAM = 0x7FFF
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,30 +43,32 @@ class MetaConfig:
 
 
 def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
-              apply_fn: Callable, cfg: MetaConfig):
+              model: interface.VOSModel, cfg: MetaConfig):
   """Query loss after adapting to one task's support frame.
 
   Returns:
     (loss, aux) with aux the support loss before the first and after the
     last inner step.
   """
-  loss = losses.get_loss(cfg.loss)
+  model_loss = model.make_loss(losses.get_loss(cfg.loss))
   support_loss = support.make_support_loss(
-      apply_fn, loss, task["support_image"][None], task["support_mask"][None],
+      model_loss, task["support_image"][None], task["support_mask"][None],
       task["support_valid"][None], copies=cfg.support_copies,
       augment=dict(cfg.augment) if cfg.augment else None)
   adapted = inner_loop.adapt(
       support_loss, meta_params["init"], meta_params["lrs"], rng,
       cfg.num_inner_steps, first_order=cfg.first_order, remat=cfg.remat,
       unroll=cfg.unroll)
-  q = support.query_loss(apply_fn, loss, adapted.params, task["query_image"],
-                         task["query_mask"], task["query_valid"])
+  # The inner loop splits `rng` itself; the query draws from a folded key.
+  q = support.query_loss(model_loss, adapted.params, task["query_image"],
+                         task["query_mask"], task["query_valid"],
+                         jax.random.fold_in(rng, _QUERY_STREAM))
   return q, {"support_loss_first": adapted.losses[0],
              "support_loss_last": adapted.losses[-1]}
 
 
 def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
-               apply_fn: Callable, cfg: MetaConfig):
+               model: interface.VOSModel, cfg: MetaConfig):
   """Mean task loss over a (vmapped) meta-batch.
 
   Args:
@@ -71,18 +76,22 @@ def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
       depend on how the batch is split over devices.
   """
   per_task, aux = jax.vmap(
-      lambda t, k: task_loss(meta_params, t, k, apply_fn, cfg))(batch, keys)
+      lambda t, k: task_loss(meta_params, t, k, model, cfg))(batch, keys)
   return per_task.mean(), jax.tree.map(jnp.mean, aux)
 
 
 def loss_and_grads(meta_params: MetaParams, batch: Batch, rng: PRNGKey, *,
-                   apply_fn: Callable, cfg: MetaConfig, mesh=None):
-  """Meta-loss, aux metrics and meta-gradient, data parallel over `mesh`."""
+                   model: interface.VOSModel, cfg: MetaConfig, mesh=None):
+  """Meta-loss, aux metrics and meta-gradient, data parallel over `mesh`.
+
+  Args:
+    model: the model interface (FCN, OSVOS head or Mask R-CNN alike).
+  """
   keys = jax.random.split(rng, batch["support_image"].shape[0])
 
   def local(mp, batch_and_keys):
     b, k = batch_and_keys
-    return jax.value_and_grad(batch_loss, has_aux=True)(mp, b, k, apply_fn,
+    return jax.value_and_grad(batch_loss, has_aux=True)(mp, b, k, model,
                                                         cfg)
 
   if mesh is not None:
@@ -121,7 +130,7 @@ def init_meta_params(params, lr_mode: str, lr_init: float,
 
 
 def meta_update(meta_params: MetaParams, opt_state, batch: Batch,
-                rng: PRNGKey, *, apply_fn: Callable, cfg: MetaConfig,
+                rng: PRNGKey, *, model: interface.VOSModel, cfg: MetaConfig,
                 tx: optax.GradientTransformation, mesh=None):
   """One outer step. Pure; the caller jits it with shardings.
 
@@ -129,7 +138,7 @@ def meta_update(meta_params: MetaParams, opt_state, batch: Batch,
     (meta_params, opt_state, metrics).
   """
   (loss, aux), grads = loss_and_grads(meta_params, batch, rng,
-                                      apply_fn=apply_fn, cfg=cfg, mesh=mesh)
+                                      model=model, cfg=cfg, mesh=mesh)
   updates, opt_state = tx.update(grads, opt_state, meta_params)
   meta_params = optax.apply_updates(meta_params, updates)
   meta_params = {"init": meta_params["init"],

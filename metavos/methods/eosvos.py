@@ -53,7 +53,7 @@ def make_update(config, model: setup.Model, mesh):
   def update(state, batch, rng):
     mp, opt, metrics = meta_step.meta_update(
         state["meta_params"], state["opt_state"], batch, rng,
-        apply_fn=model.apply_fn, cfg=cfg, tx=tx, mesh=mesh)
+        model=model.vos, cfg=cfg, tx=tx, mesh=mesh)
     return {"meta_params": mp, "opt_state": opt,
             "step": state["step"] + 1}, metrics
 

@@ -38,10 +38,18 @@ def make_optimizer(config: ml_collections.ConfigDict):
                    f"{p.optimizer!r}.")
 
 
-def parent_loss(params, batch, side_weight, *, model: setup.Model,
+def parent_loss(params, batch, side_weight, rng, *, model: setup.Model,
                 loss_name: str):
-  """Fused-output loss plus `side_weight` x the mean side-output loss."""
+  """Fused-output loss plus `side_weight` x the mean side-output loss.
+
+  A detector (no dense logits) is trained with its own loss on the
+  foreground of every object, through the model interface.
+  """
   loss = losses.get_loss(loss_name)
+  if model.apply_with_aux_fn is None:
+    main = model.vos.make_loss(loss)(params, batch["image"], batch["mask"],
+                                     batch["valid"], rng)
+    return main, {"main_loss": main, "side_loss": jnp.zeros(())}
   logits, side = model.apply_with_aux_fn(params, batch["image"])
   main = loss(logits[..., 0], batch["mask"], batch["valid"])
   aux = (sum(loss(s[..., 0], batch["mask"], batch["valid"]) for s in side)
@@ -55,14 +63,13 @@ def make_update(config, model: setup.Model, mesh):
   decay = config.parent.side_weight_decay
 
   def update(state, batch, rng):
-    del rng  # Parent training draws no randomness on the device.
     # Deep-supervision weight decays linearly from 1 to 0 over training.
     w = (jnp.maximum(0.0, 1.0 - state["step"] / total) if decay
          else jnp.ones(()))
     (loss, aux), grads = jax.value_and_grad(
         functools.partial(parent_loss, model=model,
                           loss_name=config.parent.loss),
-        has_aux=True)(state["params"], batch, w)
+        has_aux=True)(state["params"], batch, w, rng)
     updates, opt = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "side_weight": w,

@@ -15,6 +15,7 @@ from flax import nnx
 from metavos import models
 from metavos.data import datasets, sampling, synthetic
 from metavos.finetune import video as video_lib
+from metavos.models import interface
 from metavos.runtime import checkpoint
 
 
@@ -60,10 +61,22 @@ def unroll(config: ml_collections.ConfigDict) -> bool | int:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
+  """A built model: its split parameters and the functions that use them.
+
+  Attributes:
+    graphdef: the nnx graph definition (static).
+    params: the initial parameter pytree.
+    vos: the interface every method trains and segments through.
+    apply_fn: `apply_fn(params, images (B, H, W, 3)) -> logits (B, H, W, 1)`
+      for dense segmenters; None for the detector.
+    apply_with_aux_fn: `-> (logits, [side logits])` (OSVOS deep
+      supervision); None for the detector.
+  """
   graphdef: Any
   params: Any
-  apply_fn: Callable  # apply_fn(params, images (B, H, W, 3)) -> logits (B, H, W, 1)
-  apply_with_aux_fn: Callable  # -> (logits, [side logits])
+  vos: interface.VOSModel
+  apply_fn: Callable | None
+  apply_with_aux_fn: Callable | None
 
 
 def build_model(config: ml_collections.ConfigDict, seed: int) -> Model:
@@ -72,7 +85,10 @@ def build_model(config: ml_collections.ConfigDict, seed: int) -> Model:
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   logging.info("Model %s/%s: %d parameters", config.model.name,
                config.model.backbone, n)
-  return Model(graphdef, params, models.make_apply_fn(graphdef),
+  vos = models.make_vos_model(config.model, graphdef)
+  if config.model.name in models.DETECTOR_NAMES:  # no dense logit map
+    return Model(graphdef, params, vos, None, None)
+  return Model(graphdef, params, vos, models.make_apply_fn(graphdef),
                models.make_apply_with_aux_fn(graphdef))
 
 
@@ -93,5 +109,5 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
 def video_segmenter(config: ml_collections.ConfigDict, model: Model):
   """The test-time fine-tuning segmenter configured by `config.finetune`."""
   return video_lib.VideoSegmenter(
-      model.apply_fn,
+      model.vos,
       video_lib.FinetuneConfig.from_config(config.finetune, unroll(config)))

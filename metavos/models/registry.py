@@ -6,12 +6,17 @@ import ml_collections
 from absl import logging
 from flax import nnx
 
+from metavos.models import interface
+from metavos.models import maskrcnn
 from metavos.models import osvos_head
 from metavos.models import pretrained
 from metavos.models import resnet
 from metavos.models import segmenter
 
-MODEL_NAMES = ("fcn", "osvos")
+MODEL_NAMES = ("fcn", "osvos", "maskrcnn")
+# Models without a dense logit map: trained and run through their own
+# loss and per-frame prediction (`make_vos_model`).
+DETECTOR_NAMES = ("maskrcnn",)
 BACKBONE_NAMES = tuple(resnet.RESNET_SPECS)
 
 
@@ -21,6 +26,8 @@ def default_model_config() -> ml_collections.ConfigDict:
   # "fcn": ResNet + FPN decoder, one logit map (`FCNSegmenter`).
   # "osvos": ResNet + per-stage side outputs fused by a 1x1 conv, with side
   #   logits for deep supervision (`OSVOSSegmenter`).
+  # "maskrcnn": ResNet + FPN + RPN + box and 28x28 mask heads, tracking by
+  #   box propagation (`maskrcnn.MaskRCNN`; settings in `config.maskrcnn`).
   config.name = "fcn"
   # One of "tiny" (tests), "small" (CPU recipes), "resnet18", "resnet34",
   # "resnet50" (torchvision layouts; can load ImageNet weights).
@@ -34,7 +41,16 @@ def default_model_config() -> ml_collections.ConfigDict:
   # Local .npz/.pth torchvision ResNet state dict for the backbone; "" trains
   # from scratch. Never downloaded.
   config.pretrained = ""
+  # Detector settings, read only by "maskrcnn" (see `maskrcnn_config`).
+  config.maskrcnn = maskrcnn_config()
   return config
+
+
+def maskrcnn_config() -> ml_collections.ConfigDict:
+  """The `config.model.maskrcnn` fields (`maskrcnn.MaskRCNNSpec`)."""
+  spec = maskrcnn.MaskRCNNSpec()
+  return ml_collections.ConfigDict(
+      {f: getattr(spec, f) for f in spec.__dataclass_fields__})
 
 
 def build_model(model_config: ml_collections.ConfigDict,
@@ -46,7 +62,8 @@ def build_model(model_config: ml_collections.ConfigDict,
     rngs: initialisation randomness (not kept in the model).
 
   Returns:
-    An `FCNSegmenter` or `OSVOSSegmenter` whose only state is `nnx.Param`s.
+    An `FCNSegmenter`, `OSVOSSegmenter` or `maskrcnn.MaskRCNN` whose only
+    state is `nnx.Param`s.
 
   Raises:
     ValueError: on an unknown model or backbone name (the message lists the
@@ -68,4 +85,22 @@ def build_model(model_config: ml_collections.ConfigDict,
   if name == "fcn":
     return segmenter.FCNSegmenter(backbone, model_config.fpn_dim,
                                   model_config.norm_groups, rngs=rngs)
+  if name == "maskrcnn":
+    spec = maskrcnn.MaskRCNNSpec.from_config(
+        model_config.get("maskrcnn", maskrcnn_config()))
+    return maskrcnn.MaskRCNN(backbone, spec, model_config.fpn_dim,
+                             model_config.norm_groups, rngs=rngs)
   return osvos_head.OSVOSSegmenter(backbone, model_config.fpn_dim, rngs=rngs)
+
+
+def make_vos_model(model_config: ml_collections.ConfigDict,
+                   graphdef: nnx.GraphDef) -> interface.VOSModel:
+  """The interface training and segmentation use, for the built model.
+
+  Args:
+    model_config: the config the model was built from.
+    graphdef: `split_params(model)[0]`.
+  """
+  if model_config.name in DETECTOR_NAMES:
+    return maskrcnn.make_vos_model(graphdef)
+  return interface.dense_model(segmenter.make_apply_fn(graphdef))

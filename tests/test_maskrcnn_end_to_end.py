@@ -1,0 +1,47 @@
+"""configs/eosvos.py:maskrcnn_smoke end to end: meta-train, then evaluate."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import eosvos as eosvos_config
+from metavos import train
+from metavos.methods import eosvos, setup
+from metavos.runtime import checkpoint
+
+
+@pytest.fixture(autouse=True)
+def fast_compile():
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def test_maskrcnn_smoke_trains_and_evaluates(tmp_path):
+  config = eosvos_config.get_config("maskrcnn_smoke")
+  assert config.model.name == "maskrcnn"
+  workdir = str(tmp_path)
+  metrics = train.train_and_evaluate(config, workdir)
+  assert 0.0 <= metrics["global"]["J&F-Mean"] <= 1.0
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert [x["step"] for x in lines] == [1, 2, 3]
+  assert all(np.isfinite(x["loss"]) for x in lines)
+  seqs = os.listdir(os.path.join(workdir, "results"))
+  assert seqs and len(os.listdir(os.path.join(workdir, "results",
+                                              seqs[0]))) == 6
+  with open(os.path.join(workdir, "timing.json")) as f:
+    assert json.load(f)["median_fps"] > 0
+  # The meta-learned init and neuron-level rates of the detector moved.
+  model = setup.build_model(config, config.seed)
+  abstract = eosvos.initial_meta_params(config, model.params)
+  learned = checkpoint.restore_subtree(os.path.join(workdir, "checkpoints"),
+                                       "meta_params", abstract)
+  for part in ("init", "lrs"):
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(
+        jax.tree.leaves(learned[part]), jax.tree.leaves(abstract[part])))
+    assert moved > 0, part
