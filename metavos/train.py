@@ -7,13 +7,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 
+import jax
 import ml_collections
 
 from metavos.methods import registry
+from metavos.runtime import files, metric_writer
 
 MODES = ("train", "evaluate")
+EVAL_CONFIG_FILE = "eval_config.json"  # the config of a mode=evaluate run
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
@@ -26,6 +30,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
     raise ValueError(f"config.mode must be one of {MODES}, got "
                      f"{config.mode!r}.")
   os.makedirs(workdir, exist_ok=True)
+  if config.mode == "evaluate" and jax.process_index() == 0:
+    # An evaluation is recorded apart from the training run's config.json,
+    # which it must not overwrite (the same workdir may hold both).
+    files.atomic_write_text(
+        os.path.join(workdir, EVAL_CONFIG_FILE),
+        json.dumps(config.to_dict(), default=metric_writer.json_default,
+                   indent=2, sort_keys=True) + "\n")
   return registry.get(config.method)(config, workdir)
 
 
@@ -37,9 +48,10 @@ def describe_outputs(workdir: str, metrics: dict) -> str:
                      ("metrics.jsonl", "training metrics, one JSON line per step"),
                      ("timing.json", "seconds and frames per second per video"),
                      ("checkpoints", "Orbax checkpoints"),
-                     ("config.json", "the config of the run")]:
+                     ("config.json", "the config of the training run"),
+                     (EVAL_CONFIG_FILE, "the config of the evaluation")]:
     if os.path.exists(os.path.join(workdir, name)):
-      lines.append(f"  {name:<14} {what}")
+      lines.append(f"  {name:<16} {what}")
   if metrics:
     g = metrics["global"]
     lines.append(f"J&F-Mean {g['J&F-Mean']:.4f}  J-Mean {g['J-Mean']:.4f}  "

@@ -41,7 +41,14 @@ def test_maskrcnn_smoke_trains_and_evaluates(tmp_path):
   abstract = eosvos.initial_meta_params(config, model.params)
   learned = checkpoint.restore_subtree(os.path.join(workdir, "checkpoints"),
                                        "meta_params", abstract)
-  for part in ("init", "lrs"):
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(
-        jax.tree.leaves(learned[part]), jax.tree.leaves(abstract[part])))
-    assert moved > 0, part
+  moved = lambda a, b: max(float(np.abs(x - y).max()) for x, y in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert moved(learned["init"], abstract["init"]) > 0
+  # Every head's neuron-level rates got a meta-gradient: the query loss
+  # reaches the RPN, the box head and the mask head through the inner loop.
+  for head in ("rpn", "box_head", "mask_head", "backbone"):
+    assert moved(learned["lrs"][head], abstract["lrs"][head]) > 0, head
+  # A neuron rate of shape (..., out) matches its parameter's last axis.
+  for p, r in zip(jax.tree.leaves(abstract["init"]),
+                  jax.tree.leaves(abstract["lrs"])):
+    assert r.shape == (1,) * (p.ndim - 1) + (p.shape[-1],)

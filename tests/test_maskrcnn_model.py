@@ -9,10 +9,8 @@ from flax import nnx
 
 from metavos import models
 from metavos.finetune import losses
-from metavos.meta import meta_step
 from metavos.models.maskrcnn import boxes as boxes_lib
 from metavos.models.maskrcnn import vos as vos_lib
-from metavos.runtime import sharding
 
 
 @pytest.fixture(autouse=True)
@@ -146,44 +144,3 @@ def test_box_propagation_adds_the_previous_box_and_jittered_copies():
       moved = np.abs(np.asarray(rois[9:]) - np.asarray(prev))
       assert (moved <= 0.1 * np.array([20, 16, 20, 16]) + 1e-4).all()
       assert moved.max() > 0 and bool(ok[8:].all())
-
-
-def test_meta_gradient_through_the_sharded_meta_step():
-  """e-OSVOS meta-training of the detector with the existing meta step:
-  the meta-gradient of the init and of every neuron-level rate group."""
-  graphdef, params, vos = _build(tiny_config())
-  rng = np.random.default_rng(0)
-  image, mask = _ellipse_frame(32, 40)
-  n = 2
-  batch = {"support_image": np.stack([image] * n),
-           "support_mask": np.stack([mask] * n),
-           "support_valid": np.ones((n, 32, 40), bool),
-           "query_image": np.stack([np.roll(image, 2, 1)[None]] * n),
-           "query_mask": np.stack([np.roll(mask, 2, 1)[None]] * n),
-           "query_valid": np.ones((n, 1, 32, 40), bool)}
-  batch["support_image"][1] = rng.random((32, 40, 3))
-  cfg = meta_step.MetaConfig(num_inner_steps=2, support_copies=1,
-                             augment=None, unroll=1)  # rolled: fast compile
-  mp = meta_step.init_meta_params(params, "neuron", 1e-3)
-  mesh = sharding.make_mesh(1)
-  fn = jax.jit(lambda m, b, r: meta_step.loss_and_grads(
-      m, b, r, model=vos, cfg=cfg, mesh=mesh),
-               in_shardings=(sharding.replicated(mesh),
-                             sharding.data_sharded(mesh),
-                             sharding.replicated(mesh)),
-               out_shardings=sharding.replicated(mesh))
-  (loss, aux), grads = fn(sharding.replicate(mp, mesh),
-                          sharding.shard_batch(batch, mesh),
-                          jax.random.key(0))
-  assert np.isfinite(float(loss)) and float(loss) > 0
-  assert float(aux["support_loss_last"]) < float(aux["support_loss_first"])
-  # A neuron rate of shape (..., out) matches its parameter's last axis.
-  lrs = mp["lrs"]
-  for p, r in zip(jax.tree.leaves(params), jax.tree.leaves(lrs)):
-    assert r.shape == (1,) * (p.ndim - 1) + (p.shape[-1],)
-  # Every head's rates get a meta-gradient: the query loss reaches the RPN,
-  # box head and mask head through the inner loop.
-  for head in ("rpn", "box_head", "mask_head", "backbone"):
-    g = grads["lrs"][head]
-    assert max(float(jnp.abs(x).max()) for x in jax.tree.leaves(g)) > 0, head
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(grads))

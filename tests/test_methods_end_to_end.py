@@ -89,6 +89,10 @@ def test_train_resume_and_evaluate(tmp_path, monkeypatch, module, key,
   again = train.train_and_evaluate(ev, str(tmp_path / "eval"))
   assert again["global"]["J&F-Mean"] == pytest.approx(
       metrics["global"]["J&F-Mean"], abs=1e-6)
+  # The evaluation records its own config; it never writes config.json.
+  recorded = json.loads((tmp_path / "eval" / "eval_config.json").read_text())
+  assert recorded["mode"] == "evaluate" and recorded["restore"] == ev.restore
+  assert not (tmp_path / "eval" / "config.json").exists()
 
 
 def test_evaluate_without_checkpoint_says_what_to_pass(tmp_path):

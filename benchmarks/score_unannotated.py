@@ -1,0 +1,64 @@
+"""J&F of evaluation runs over the frames that were not given to the model.
+
+With N > 1 annotated frames the evaluation writes the given masks for those
+frames, which the DAVIS score would count as perfect frames. This recomputes
+J and F (official per-frame measures, frames 1..T-2) leaving out every
+annotated frame, so 1, 2 and 4 annotated frames are compared on what the
+model predicted.
+
+  python benchmarks/score_unannotated.py runs/davis16/frames*_osvos
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from metavos.data import datasets, io
+from metavos.finetune import suggest
+from metavos.metrics import davis as davis_metrics
+
+
+def score_run(workdir: str) -> dict:
+  path = os.path.join(workdir, "eval_config.json")  # mode=evaluate runs
+  if not os.path.exists(path):
+    path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    config = json.load(f)
+  d, ft = config["data"], config["finetune"]
+  ds = datasets.get_dataset(d["kind"], d["root"], year=d["year"],
+                            split=d["split"], resolution=d["resolution"])
+  js, fs = [], []
+  for name in ds.sequences:
+    video = ds.load(name)
+    given = set(ft["annotated_frames"] or suggest.evenly_spaced(
+        video.num_frames, max(1, ft["num_annotated"]), 0))
+    given.add(0)
+    pred = np.stack([io.read_mask(os.path.join(workdir, "results", name,
+                                               f"{n}.png"))
+                     for n in video.frame_names])
+    result = davis_metrics.evaluate_video(video.masks, pred, video.object_ids)
+    keep = np.array([t not in given for t in range(1, video.num_frames - 1)])
+    for obj in result.values():
+      js.append(np.mean(obj["J"][keep]))
+      fs.append(np.mean(obj["F"][keep]))
+  j, f = float(np.mean(js)), float(np.mean(fs))
+  return {"J&F": (j + f) / 2, "J": j, "F": f}
+
+
+def main(workdirs):
+  print("| run | J&F (unannotated frames) | J | F | J&F (DAVIS, all frames) |")
+  print("|---|---|---|---|---|")
+  for w in workdirs:
+    if not os.path.exists(os.path.join(w, "metrics.json")):
+      continue
+    s = score_run(w)
+    with open(os.path.join(w, "metrics.json")) as f:
+      official = json.load(f)["global"]["J&F-Mean"]
+    print(f"| {os.path.basename(w)} | {s['J&F']:.4f} | {s['J']:.4f} | "
+          f"{s['F']:.4f} | {official:.4f} |")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
