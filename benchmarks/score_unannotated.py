@@ -20,6 +20,16 @@ from metavos.finetune import suggest
 from metavos.metrics import davis as davis_metrics
 
 
+def object_scores(video, pred: np.ndarray, given) -> tuple[list, list]:
+  """Per-object mean J and F over frames 1..T-2 that are not in `given`
+  (frame 0 is always given)."""
+  given = set(given) | {0}
+  result = davis_metrics.evaluate_video(video.masks, pred, video.object_ids)
+  keep = np.array([t not in given for t in range(1, video.num_frames - 1)])
+  return ([float(np.mean(o["J"][keep])) for o in result.values()],
+          [float(np.mean(o["F"][keep])) for o in result.values()])
+
+
 def score_run(workdir: str) -> dict:
   path = os.path.join(workdir, "eval_config.json")  # mode=evaluate runs
   if not os.path.exists(path):
@@ -32,17 +42,14 @@ def score_run(workdir: str) -> dict:
   js, fs = [], []
   for name in ds.sequences:
     video = ds.load(name)
-    given = set(ft["annotated_frames"] or suggest.evenly_spaced(
-        video.num_frames, max(1, ft["num_annotated"]), 0))
-    given.add(0)
+    given = ft["annotated_frames"] or suggest.evenly_spaced(
+        video.num_frames, max(1, ft["num_annotated"]), 0)
     pred = np.stack([io.read_mask(os.path.join(workdir, "results", name,
                                                f"{n}.png"))
                      for n in video.frame_names])
-    result = davis_metrics.evaluate_video(video.masks, pred, video.object_ids)
-    keep = np.array([t not in given for t in range(1, video.num_frames - 1)])
-    for obj in result.values():
-      js.append(np.mean(obj["J"][keep]))
-      fs.append(np.mean(obj["F"][keep]))
+    j, f = object_scores(video, pred, given)
+    js += j
+    fs += f
   j, f = float(np.mean(js)), float(np.mean(fs))
   return {"J&F": (j + f) / 2, "J": j, "F": f}
 

@@ -129,7 +129,8 @@ def davis_video(
 
   The objects are those of the first annotated frame. An id first seen in a
   later frame is an error, or, with `allow_new_objects`, a new object whose
-  `first_frame` is where it first appears.
+  `first_frame` is where it first appears (then the first annotated mask may
+  also be empty, as in a label set's first labelled frame).
 
   Args:
     name: sequence name.
@@ -143,8 +144,9 @@ def davis_video(
     The decoded `Video`.
 
   Raises:
-    DataError: unreadable data, no annotation, an empty first mask, or an
-      unexpected object id.
+    DataError: unreadable data, no annotation, an empty first mask (with
+      `allow_new_objects`: no object in any mask), or an unexpected object
+      id.
   """
   images, masks, annotated = read_frames(
       frames, year=year, read_image=read_image, read_mask=read_mask)
@@ -154,7 +156,10 @@ def davis_video(
         "add at least the first frame's mask under Annotations/")
   first = int(np.argmax(annotated))
   first_frame = dict.fromkeys(sorted(object_ids_in(masks[first])), first)
-  if not first_frame:
+  # With new objects allowed, every object may enter after the first
+  # annotated frame (sparse label sets, pseudo-labels); only a sequence with
+  # no object in any annotated frame is an error then.
+  if not first_frame and not allow_new_objects:
     raise DataError(
         frames[first].mask, "first annotated mask contains no object",
         "annotate at least one object (nonzero, non-255 id) in this frame")
@@ -167,6 +172,11 @@ def davis_video(
             "fix the annotation ids, or pass allow_new_objects=True if objects "
             "may enter later")
       first_frame[new_id] = int(t)
+  if not first_frame:
+    raise DataError(
+        frames[first].mask, f"no annotated mask of sequence {name!r} "
+        "contains an object", "annotate at least one object (nonzero, "
+        "non-255 id) in one of its frames")
   return Video(
       name=name, frames=images, masks=masks, annotated=annotated,
       frame_names=tuple(f.name for f in frames),

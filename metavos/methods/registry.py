@@ -9,8 +9,10 @@ from typing import Callable
 # so a method's dependencies load only when it runs.
 METHODS = {
     "eosvos": "metavos.methods.eosvos",
+    "oneshot": "metavos.methods.oneshot",
     "osvos": "metavos.methods.osvos",
     "stcn": "metavos.methods.stcn",
+    "twoshot": "metavos.methods.twoshot",
 }
 
 

@@ -1,0 +1,148 @@
+"""Two-shot training depends only on the memory-network interface: a toy
+network with a different parameter tree trains and pseudo-labels."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import twoshot as twoshot_config
+from metavos.data import clips, davis, labels, sampling
+from metavos.memory import bank, network, propagate, pseudo_labels
+from metavos.methods import stcn, twoshot
+from metavos.runtime import checkpoint, metric_writer, sharding
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_compile():
+  old = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", old)
+
+
+def _pool(x, s):
+  """Average-pools the (H, W) axes (the 2nd and 3rd from last) by s."""
+  *lead, h, w, c = x.shape
+  return x.reshape(*lead, h // s, s, w // s, s, c).mean((-4, -2))
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyFns:
+  """Linear keys and values of pooled pixels: nothing like MemoryNetwork
+  (no nnx module; a plain dict of 4 arrays), same interface."""
+  stride: int = 8
+
+  def encode_key(self, params, frames):
+    x = _pool(frames, self.stride)
+    return {"key": x @ params["key"], "f16": x}
+
+  def encode_value(self, params, frame, f16, masks):
+    m = _pool(masks[..., None], self.stride)  # (K, h, w, 1)
+    return m * params["value"] + (f16 @ params["mix"])[None]
+
+  def decode(self, params, readout, feats, size):
+    small = (readout @ params["out"])[..., 0]
+    return jax.image.resize(small, small.shape[:1] + tuple(size), "bilinear")
+
+  def predict(self, params, memory, feats, size, present=None, top_k=None):
+    read = bank.readout(memory, feats["key"], top_k)
+    return network.aggregate(self.decode(params, read, feats, size), present)
+
+  def memorize(self, params, memory, frame, feats, masks, permanent=False):
+    value = self.encode_value(params, frame, feats["f16"], masks)
+    return bank.add(memory, feats["key"], value, permanent)
+
+  def new_memory(self, params, frame, feats, masks, capacity,
+                 num_permanent=1):
+    value = self.encode_value(params, frame, feats["f16"], masks)
+    memory = bank.empty(capacity, feats["key"].shape, value.shape,
+                        num_permanent, value.dtype)
+    return bank.add(memory, feats["key"], value, permanent=True)
+
+  def segment(self, params, memory, frame, present=None, top_k=None):
+    feats = jax.tree.map(lambda x: x[0], self.encode_key(params, frame[None]))
+    logits = self.predict(params, memory, feats, frame.shape[:2], present,
+                          top_k)
+    return jax.nn.softmax(logits, axis=0)
+
+
+def _toy_params():
+  keys = jax.random.split(jax.random.key(0), 4)
+  return {"key": jax.random.normal(keys[0], (3, 4)),
+          "value": jax.random.normal(keys[1], (1, 6)),
+          "mix": jax.random.normal(keys[2], (3, 6)),
+          "out": jax.random.normal(keys[3], (6, 1))}
+
+
+def test_phase1_teacher_update_with_another_network(synthetic_root):
+  config = twoshot_config.get_config("smoke")
+  # An untrained toy is rarely 0.9 confident: a lower threshold makes the
+  # teacher's targets (and so the gradient) non-empty.
+  config.twoshot.teacher_threshold = 0.5
+  videos = sampling.prepare(
+      davis.DavisDataset(synthetic_root, split="train"), (48, 64))
+  label_set = labels.random_label_set(videos, 2, 0)
+  sampler = clips.ClipSampler(videos, 3, 2, 2, 0, label_set, True)
+  mesh = sharding.make_mesh()
+  fns, params = ToyFns(), _toy_params()
+  update = twoshot.make_update(config, twoshot.make_losses(config, fns)[
+      "teacher"], mesh, 0.5, ema=True)
+  state = twoshot.init_state(params, stcn.make_optimizer(config), mesh, True)
+  state, m0 = update(state, sharding.shard_batch(sampler.sample(0, 2), mesh),
+                     jax.random.key(0))
+  # Step 0: alpha 0, the teacher is the updated student.
+  for t, s in zip(jax.tree.leaves(state["teacher"]),
+                  jax.tree.leaves(state["params"])):
+    np.testing.assert_array_equal(t, s)
+  before = jax.device_get(state["teacher"])
+  state, m1 = update(state, sharding.shard_batch(sampler.sample(1, 2), mesh),
+                     jax.random.key(1))
+  assert int(state["step"]) == 2 and float(m1["ema_alpha"]) == 0.5
+  for t, old, s in zip(jax.tree.leaves(state["teacher"]),
+                       jax.tree.leaves(before),
+                       jax.tree.leaves(state["params"])):
+    np.testing.assert_allclose(t, 0.5 * old + 0.5 * np.asarray(s), rtol=1e-6)
+  assert all(np.isfinite(float(m[k])) for m in (m0, m1)
+             for k in ("loss", "confident_fraction", "grad_norm"))
+  assert float(m0["grad_norm"]) > 0 and float(m0["confident_fraction"]) > 0
+  moved = max(float(jnp.abs(a - b).max()) for a, b in zip(
+      jax.tree.leaves(state["params"]), jax.tree.leaves(params)))
+  assert moved > 0
+
+
+def test_pseudo_labels_with_another_network(synthetic_root):
+  video = davis.DavisDataset(synthetic_root, split="train").load(
+      "synthetic-000")
+  seg = propagate.MemorySegmenter(ToyFns(), _toy_params(),
+                                  propagate.PropagateConfig(2, 3, None))
+  pred = pseudo_labels.pseudo_label_video(seg, video, [1, 4])
+  assert pred.shape == video.masks.shape and pred.dtype == np.uint8
+  for t in (1, 4):  # labelled frames keep their real masks
+    np.testing.assert_array_equal(pred[t], video.masks[t])
+  assert set(np.unique(pred)) <= {0, *video.object_ids}
+
+
+def test_phase1_runs_warmup_then_teacher_with_another_network(
+    synthetic_root, tmp_path):
+  config = twoshot_config.get_config("smoke")  # warm-up 1 of 3 steps
+  config.data.root = str(synthetic_root)
+  config.twoshot.teacher_threshold = 0.5
+  build = lambda c: (ToyFns(), _toy_params())
+  state = twoshot.phase1(config, str(tmp_path), build)
+  lines = metric_writer.read_metrics(tmp_path / "phase1" / "metrics.jsonl")
+  assert [x["step"] for x in lines] == [1, 2, 3]
+  # Step 1 is a warm-up step (labelled pairs, no teacher targets).
+  assert "confident_fraction" not in lines[0]
+  assert all("confident_fraction" in x for x in lines[1:])
+  assert int(state["step"]) == 3
+  # The toy's parameter tree, student and teacher, is what was saved.
+  saved = checkpoint.restore_subtree(tmp_path / "phase1" / "checkpoints",
+                                     "teacher", _toy_params())
+  for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(state["teacher"])):
+    np.testing.assert_array_equal(a, b)
+  # Resumed: nothing left to do, the same state.
+  again = twoshot.phase1(config, str(tmp_path), build)
+  assert int(again["step"]) == 3
