@@ -1,0 +1,95 @@
+r"""One-shot training (Chen, Chan, Zhang): the memory network from ONE
+labelled frame per training video, by a forward-backward chain.
+
+Smoke test (synthetic videos, seconds on CPU):
+
+  python -m metavos.main --config=configs/oneshot.py:smoke --workdir=runs/oneshot_smoke
+
+Real DAVIS 2016 240p train-no-dev (first frame of each video labelled),
+evaluated on dev (2 CPU cores), one run per backward variant:
+
+  python -m metavos.main --config=configs/oneshot.py:davis16_cpu --workdir=runs/oneshot_t_step
+  python -m metavos.main --config=configs/oneshot.py:davis16_cpu --workdir=runs/oneshot_one_step \
+    --config.oneshot.variant=one_step
+  python -m metavos.main --config=configs/oneshot.py:davis16_cpu --workdir=runs/oneshot_two_step \
+    --config.oneshot.variant=two_step
+
+One random labelled frame per video instead of the first:
+
+  python -m metavos.main --config=configs/oneshot.py:davis16_cpu --workdir=W \
+    --config.labels.kind=random --config.labels.per_video=1
+
+Evaluate a trained network (the same contract as every method):
+
+  python -m metavos.main --config=configs/oneshot.py:davis16_cpu --workdir=W \
+    --config.mode=evaluate --config.restore=runs/oneshot_t_step/checkpoints
+
+All of it against supervised STCN: `bash benchmarks/oneshot_davis16.sh`.
+"""
+
+import ml_collections
+
+from configs import common, stcn
+
+
+def oneshot_config() -> ml_collections.ConfigDict:
+  """The forward-backward chain (metavos.memory.forward_backward)."""
+  o = ml_collections.ConfigDict()
+  o.variant = "t_step"        # Backward leg: "t_step" (T..0 in reverse) | "one_step" (T -> 0) | "two_step" (T -> random i -> 0).
+  o.num_forward = 3           # T: frames predicted forward from the labelled frame (clips of T + 1 frames).
+  o.static_pretrain_steps = 0 # First N steps on static clips (warps of the labelled frame); 0 = off.
+  s = o.static = ml_collections.ConfigDict()  # Static clips (metavos.memory.static_clips).
+  s.flip = False              # Random horizontal flip of each synthesised frame.
+  s.scale_range = (0.9, 1.1)  # Random zoom of each synthesised frame.
+  s.max_rotation_deg = 15.0   # Random rotation in [-x, x] degrees.
+  s.brightness = 0.1          # Random brightness offset in [-x, x] (images in [0, 1]).
+  s.contrast = 0.2            # Random contrast factor in [1 - x, 1 + x].
+  s.saturation = 0.2          # Random saturation factor in [1 - x, 1 + x].
+  return o
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the one-shot config; arg: None | smoke | davis16_cpu."""
+  c = common.base_config("oneshot")
+  c.memory = stcn.memory_config()
+  c.clip = stcn.clip_config()
+  # The clip length is oneshot.num_forward + 1; a second knob could disagree.
+  del c.clip.length
+  c.labels = stcn.labels_config()
+  c.labels.kind = "first"     # One labelled frame per video: its first annotated frame.
+  c.optim = stcn.optim_config()
+  c.loss = stcn.loss_config()
+  c.oneshot = oneshot_config()
+  c.train.num_steps = 1000
+  c.train.batch_size = 4      # Clips per step over all devices.
+  arg = arg or "default"
+  if arg == "default":
+    pass
+  elif arg == "smoke":
+    common.shrink_for_smoke(c)
+    c.train.batch_size = 2
+    m = c.memory
+    m.key_backbone = m.value_backbone = "tiny"
+    m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
+    m.mem_every, m.max_memory, m.top_k = 2, 3, 8
+    c.loss.start_step, c.loss.end_step = 1, 2
+    c.oneshot.num_forward = 2
+    c.oneshot.static_pretrain_steps = 1
+    c.eval.pictures = False   # Keeps the smoke run to training and scoring.
+  elif arg == "davis16_cpu":
+    common.use_davis16_240p(c)
+    c.train.image_size = (96, 176)    # Training resolution (frames are 240x427), as STCN's preset.
+    c.memory.input_size = (120, 214)  # Test-time resolution, as STCN's preset.
+    c.clip.max_objects = 1            # DAVIS 2016: one object per video.
+    c.clip.max_gap = 5                # T + 1 = 4 frames span up to 15 frames.
+    c.train.num_steps = 600           # About 20 minutes on 2 shared CPU cores (BENCHMARKS.md).
+    c.train.batch_size = 4
+    c.train.log_every = 25
+    c.train.checkpoint_every = 100
+    c.loss.start_step, c.loss.end_step = 100, 400
+  else:
+    raise ValueError(f"configs/oneshot.py: unknown argument {arg!r}; use one "
+                     "of smoke, davis16_cpu.")
+  del c.model  # No FCN model and no fine-tuning; only the annotated frames.
+  c.finetune = stcn.eval_frames_config()
+  return c
