@@ -79,7 +79,6 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.online_steps = 10         # Steps of each online adaptation.
   f.online_recent = 1         # Recent predicted frames added to the support set.
   f.frames_per_call = 8       # Frames segmented per jitted call.
-  f.input_size = ()           # (H, W) to run the network at; () = native size.
   f.bg_threshold = 0.5        # Background where every object's probability is below this.
   f.num_annotated = 1         # Annotated frames per video (evenly spaced) for OSVOS 1/2/4.
   f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.
@@ -101,6 +100,7 @@ def train_config() -> ml_collections.ConfigDict:
 def eval_config() -> ml_collections.ConfigDict:
   """Pictures the evaluation loop writes (metavos.visualize)."""
   e = ml_collections.ConfigDict()
+  e.input_size = ()           # (H, W) every method runs its network at when segmenting (outputs are resized to the frames); () = native size.
   e.pictures = True           # Per video an overlay GIF and a J-per-frame plot, plus <workdir>/report.html.
   e.max_gif_frames = 40       # Frames per overlay GIF at most, evenly spaced (keeps pictures cheap).
   e.thumbnail_size = 240      # Longest side of the GIF frames in pixels (larger frames are downscaled).
@@ -148,4 +148,4 @@ def use_davis16_240p(c: ml_collections.ConfigDict) -> None:
   c.data.split = "dev"
   c.model.backbone = "small"
   c.train.image_size = (120, 214)
-  c.finetune.input_size = (120, 214)
+  c.eval.input_size = (120, 214)

@@ -79,7 +79,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "davis16_cpu":
     common.use_davis16_240p(c)
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427), as STCN's preset.
-    c.memory.input_size = (120, 214)  # Test-time resolution, as STCN's preset.
     c.clip.max_objects = 1            # DAVIS 2016: one object per video.
     c.clip.max_gap = 5                # T + 1 = 4 frames span up to 15 frames.
     c.train.num_steps = 600           # About 20 minutes on 2 shared CPU cores (BENCHMARKS.md).

@@ -35,7 +35,6 @@ def memory_config() -> ml_collections.ConfigDict:
   m.mem_every = 5             # Inference: add a frame to memory every N frames.
   m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
   m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.
-  m.input_size = ()           # Inference: (H, W) to run the network at; () = native size.
   m.remat = False             # Training: recompute each chain step in the backward pass (less memory).
   return m
 
@@ -110,7 +109,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "davis16_cpu":
     common.use_davis16_240p(c)
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427).
-    c.memory.input_size = (120, 214)  # Test-time resolution.
     c.clip.max_objects = 1            # DAVIS 2016: one object per video.
     c.clip.max_gap = 8
     c.train.num_steps = 2000

@@ -14,7 +14,7 @@ frames of a video file are 00000, 00001, ...) and `<out>/overlay.gif`. The
 mask is a palette PNG of object ids (DAVIS 2017) or a grayscale PNG (0/255:
 one object). Objects do not exist before `first_frame`, so earlier frames are
 background. Large frames cost time and memory: add
-`--config.finetune.input_size=240,427` to run the network at a lower
+`--config.eval.input_size=240,427` to run the network at a lower
 resolution. Other video formats (mp4, mov, ...): extract the frames first,
 
   mkdir my_frames && ffmpeg -i clip.mp4 -q:v 2 my_frames/%05d.jpg

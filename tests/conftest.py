@@ -2,7 +2,9 @@
 
 import pathlib
 
+import jax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 
 from metavos.data import synthetic
 
@@ -19,3 +21,41 @@ def synthetic_root(tmp_path_factory) -> pathlib.Path:
   return synthetic.generate(
       tmp_path_factory.mktemp("synthetic"), num_videos=3, num_frames=6,
       height=48, width=64, max_objects=2, seed=0)
+
+
+def _set(values: dict) -> dict:
+  old = {name: jax.config.values[name] for name in values}
+  for name, value in values.items():
+    jax.config.update(name, value)
+  return old
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """XLA with most optimisations off for a test module.
+
+  Test programs run on tiny inputs, so compile time dominates; numerics stay
+  within the tests' tolerances. Use with
+  `pytestmark = pytest.mark.usefixtures("fast_compile")`.
+  """
+  old = _set({"jax_disable_most_optimizations": True})
+  yield
+  _set(old)
+
+
+@pytest.fixture
+def fast_compile_cached(tmp_path_factory):
+  """`fast_compile` plus a persistent compilation cache for one test.
+
+  For end-to-end tests that run the same program in several runs (train,
+  resume, evaluate from restore): later runs reuse the first's compiled
+  programs instead of compiling them again.
+  """
+  old = _set({"jax_disable_most_optimizations": True,
+              "jax_compilation_cache_dir":
+                  str(tmp_path_factory.mktemp("jax_cache")),
+              "jax_persistent_cache_min_compile_time_secs": 0})
+  compilation_cache.reset_cache()  # takes the directory set above
+  yield
+  _set(old)
+  compilation_cache.reset_cache()

@@ -16,13 +16,7 @@ OFF = dict(flip=False, scale_range=(1.0, 1.0), max_rotation_deg=0.0)
 warp = jax.jit(aug.warp)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _fast_compiles():
-  """Compiles with fewer XLA passes; the tests use tiny images."""
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _params(flip=False, scale=1.0, angle=0.0):

@@ -25,13 +25,7 @@ def _jitted(name):
   return jax.jit(losses.get_loss(name))
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _fast_compiles():
-  """Compiles with fewer XLA passes; the tests use tiny arrays."""
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @contextlib.contextmanager

@@ -13,12 +13,7 @@ from metavos.models.maskrcnn import boxes as boxes_lib
 from metavos.models.maskrcnn import vos as vos_lib
 
 
-@pytest.fixture(autouse=True)
-def fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 # Adam on one frame (the test is of the model, not of the inner loop's SGD).

@@ -6,7 +6,6 @@ import os
 import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from configs import stcn as stcn_config
 from metavos import train
@@ -15,21 +14,9 @@ from metavos.methods import stcn
 from metavos.runtime import checkpoint
 
 
-@pytest.fixture(autouse=True)
-def fast_compile(tmp_path_factory):
-  # The three training runs below compile the same update; a persistent
-  # compilation cache lets the second and third reuse the first's program.
-  names = ("jax_disable_most_optimizations", "jax_compilation_cache_dir",
-           "jax_persistent_cache_min_compile_time_secs")
-  old = {n: jax.config.values[n] for n in names}
-  jax.config.update(names[0], True)
-  jax.config.update(names[1], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(names[2], 0)
-  compilation_cache.reset_cache()  # takes the directory set above
-  yield
-  for n, v in old.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
+# The three training runs below compile the same update; the persistent cache
+# lets the second and third reuse the first's program.
+pytestmark = pytest.mark.usefixtures("fast_compile_cached")
 
 
 def test_train_evaluate_and_resume(tmp_path, monkeypatch):

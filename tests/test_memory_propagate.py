@@ -13,12 +13,7 @@ from metavos.data import davis
 from metavos.memory import chain, network, propagate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

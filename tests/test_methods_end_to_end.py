@@ -15,12 +15,7 @@ from metavos.methods import eosvos, setup
 from metavos.runtime import checkpoint
 
 
-@pytest.fixture(autouse=True)
-def fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _check_outputs(workdir, metrics, num_steps):

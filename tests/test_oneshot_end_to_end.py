@@ -4,10 +4,8 @@ evaluate, one labelled frame per video, the evaluate-from-restore contract."""
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from configs import oneshot as oneshot_config
 from metavos import train
@@ -15,21 +13,9 @@ from metavos.data import labels
 from metavos.methods import setup
 
 
-@pytest.fixture(autouse=True)
-def fast_compile(tmp_path_factory):
-  # The evaluation after training and the one from `restore` compile the
-  # same propagation; a persistent cache lets the second reuse the first's.
-  names = ("jax_disable_most_optimizations", "jax_compilation_cache_dir",
-           "jax_persistent_cache_min_compile_time_secs")
-  old = {n: jax.config.values[n] for n in names}
-  jax.config.update(names[0], True)
-  jax.config.update(names[1], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(names[2], 0)
-  compilation_cache.reset_cache()
-  yield
-  for n, v in old.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
+# The evaluation after training and the one from `restore` compile the same
+# propagation; the persistent cache lets the second reuse the first's.
+pytestmark = pytest.mark.usefixtures("fast_compile_cached")
 
 
 def test_train_evaluate_one_label_per_video(tmp_path):

@@ -15,12 +15,7 @@ from metavos.methods import stcn, twoshot
 from metavos.runtime import checkpoint, metric_writer, sharding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _pool(x, s):

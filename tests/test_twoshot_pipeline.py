@@ -17,12 +17,7 @@ from metavos.methods import stcn, twoshot
 from metavos.runtime import checkpoint, metric_writer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compile():
-  old = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", old)
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _sparse_copy(full, sparse, label_set):

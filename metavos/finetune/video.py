@@ -54,11 +54,12 @@ class FinetuneConfig:
   bg_threshold: float = 0.5
 
   @classmethod
-  def from_config(cls, cfg: ml_collections.ConfigDict,
-                  unroll: bool | int) -> "FinetuneConfig":
+  def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
+                  input_size: tuple[int, ...] = ()) -> "FinetuneConfig":
+    """From `config.finetune`; `input_size` is `config.eval.input_size`."""
     aug = cfg.get("augment")
     aug = tuple(sorted(dict(aug).items())) if aug else None
-    size = tuple(cfg.input_size) if cfg.get("input_size") else None
+    size = tuple(input_size) if input_size else None
     return cls(num_steps=cfg.num_steps, momentum=cfg.momentum, loss=cfg.loss,
                copies=cfg.copies, augment=aug, unroll=unroll,
                steps_per_call=cfg.steps_per_call,

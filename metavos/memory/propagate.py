@@ -45,10 +45,12 @@ class PropagateConfig:
   input_size: tuple[int, int] | None = None
 
   @classmethod
-  def from_config(cls, m: ml_collections.ConfigDict) -> "PropagateConfig":
+  def from_config(cls, m: ml_collections.ConfigDict,
+                  input_size: tuple[int, ...] = ()) -> "PropagateConfig":
+    """From `config.memory`; `input_size` is `config.eval.input_size`."""
     return cls(mem_every=m.mem_every, max_memory=m.max_memory,
                top_k=m.top_k or None,
-               input_size=tuple(m.input_size) if m.input_size else None)
+               input_size=tuple(input_size) if input_size else None)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -8,10 +8,8 @@ evaluate: e-OSVOS-T (T steps on the first frame) and, with
 
 from __future__ import annotations
 
-import functools
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
@@ -72,23 +70,15 @@ def train(config: ml_collections.ConfigDict, workdir: str):
     params = checkpoint.restore_subtree(config.meta.init_from, "params",
                                         params)
 
-  def init_state():
-    mp = initial_meta_params(config, params)
-    state = {"meta_params": mp, "opt_state": make_optimizer(config).init(mp),
-             "step": jnp.zeros((), jnp.int32)}
-    return sharding.replicate(state, mesh)
-
-  sample = functools.partial(_sample, sampler, config.train.batch_size)
-  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
-                         update=make_update(config, model, mesh),
-                         sample=sample,
-                         items_per_step=config.train.batch_size)
+  state = train_loop.run(
+      config, workdir, mesh=mesh,
+      init_state=lambda: train_loop.initial_state(
+          initial_meta_params(config, params), make_optimizer(config), mesh,
+          key="meta_params"),
+      update=make_update(config, model, mesh),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
+      items_per_step=config.train.batch_size)
   return state["meta_params"], model
-
-
-def _sample(sampler, batch_size, step):
-  return sampler.sample(step, batch_size, jax.process_index(),
-                        jax.process_count())
 
 
 def load_segmenter(config: ml_collections.ConfigDict, workdir: str,

@@ -119,19 +119,13 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   logging.info("%d clip starts (one-shot %s, T=%d)", len(sampler),
                config.oneshot.variant, config.oneshot.num_forward)
 
-  def init_state():
-    state = {"params": params,
-             "opt_state": stcn.make_optimizer(config).init(params),
-             "step": jnp.zeros((), jnp.int32)}
-    return sharding.replicate(state, mesh)
-
-  def sample(step):
-    return sampler.sample(step, config.train.batch_size, jax.process_index(),
-                          jax.process_count())
-
-  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
-                         update=make_update(config, fns, mesh, fraction),
-                         sample=sample, items_per_step=config.train.batch_size)
+  state = train_loop.run(
+      config, workdir, mesh=mesh,
+      init_state=lambda: train_loop.initial_state(
+          params, stcn.make_optimizer(config), mesh),
+      update=make_update(config, fns, mesh, fraction),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
+      items_per_step=config.train.batch_size)
   return state["params"], fns
 
 

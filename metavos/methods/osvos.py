@@ -87,19 +87,13 @@ def train(config: ml_collections.ConfigDict, workdir: str):
                                   config.seed)
   logging.info("%d annotated training frames", len(sampler))
 
-  def init_state():
-    state = {"params": model.params,
-             "opt_state": make_optimizer(config).init(model.params),
-             "step": jnp.zeros((), jnp.int32)}
-    return sharding.replicate(state, mesh)
-
-  def sample(step):
-    return sampler.sample(step, config.train.batch_size, jax.process_index(),
-                          jax.process_count())
-
-  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
-                         update=make_update(config, model, mesh),
-                         sample=sample, items_per_step=config.train.batch_size)
+  state = train_loop.run(
+      config, workdir, mesh=mesh,
+      init_state=lambda: train_loop.initial_state(
+          model.params, make_optimizer(config), mesh),
+      update=make_update(config, model, mesh),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
+      items_per_step=config.train.batch_size)
   return state["params"], model
 
 

@@ -110,4 +110,5 @@ def video_segmenter(config: ml_collections.ConfigDict, model: Model):
   """The test-time fine-tuning segmenter configured by `config.finetune`."""
   return video_lib.VideoSegmenter(
       model.vos,
-      video_lib.FinetuneConfig.from_config(config.finetune, unroll(config)))
+      video_lib.FinetuneConfig.from_config(config.finetune, unroll(config),
+                                           config.eval.input_size))

@@ -96,19 +96,13 @@ def train(config: ml_collections.ConfigDict, workdir: str):
                               config.seed, label_set, c.flip)
   logging.info("%d clip starts", len(sampler))
 
-  def init_state():
-    state = {"params": params,
-             "opt_state": make_optimizer(config).init(params),
-             "step": jnp.zeros((), jnp.int32)}
-    return sharding.replicate(state, mesh)
-
-  def sample(step):
-    return sampler.sample(step, config.train.batch_size, jax.process_index(),
-                          jax.process_count())
-
-  state = train_loop.run(config, workdir, mesh=mesh, init_state=init_state,
-                         update=make_update(config, fns, mesh, fraction),
-                         sample=sample, items_per_step=config.train.batch_size)
+  state = train_loop.run(
+      config, workdir, mesh=mesh,
+      init_state=lambda: train_loop.initial_state(
+          params, make_optimizer(config), mesh),
+      update=make_update(config, fns, mesh, fraction),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
+      items_per_step=config.train.batch_size)
   return state["params"], fns
 
 
@@ -121,7 +115,8 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
     params = checkpoint.restore_subtree(
         setup.trained_checkpoint(config, workdir), "params", init)
   return propagate.MemorySegmenter(
-      fns, params, propagate.PropagateConfig.from_config(config.memory))
+      fns, params, propagate.PropagateConfig.from_config(config.memory,
+                                                     config.eval.input_size))
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str,

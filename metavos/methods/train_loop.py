@@ -18,7 +18,9 @@ import os
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
+import optax
 from absl import logging
 
 from metavos.runtime import checkpoint, metric_writer, sharding
@@ -70,6 +72,28 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
     ckpt.close()
   return state
+
+
+def initial_state(params, tx: optax.GradientTransformation,
+                  mesh: jax.sharding.Mesh, key: str = "params",
+                  **extra) -> State:
+  """A fresh state `{key: params, "opt_state", "step", **extra}`, replicated.
+
+  The jitted update donates its state, so the state owns copies of `params`
+  (and of every `extra` tree): the caller's arrays stay valid.
+  """
+  own = lambda tree: jax.tree.map(jnp.copy, tree)
+  state = {key: own(params), "opt_state": tx.init(params),
+           "step": jnp.zeros((), jnp.int32),
+           **{name: own(tree) for name, tree in extra.items()}}
+  return sharding.replicate(state, mesh)
+
+
+def batch_sampler(sampler, batch_size: int) -> Callable[[int], dict]:
+  """`step -> this process's share of the global batch` from a sampler with
+  `sample(step, batch_size, process_index, process_count)`."""
+  return lambda step: sampler.sample(step, batch_size, jax.process_index(),
+                                     jax.process_count())
 
 
 def jit_update(update: Callable, mesh: jax.sharding.Mesh) -> Callable:

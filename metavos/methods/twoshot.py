@@ -165,22 +165,10 @@ def _prepare(config, ds) -> list[sampling.TrainVideo]:
 
 
 def init_state(params, tx, mesh, with_teacher: bool):
-  """A fresh replicated train state (with an EMA teacher equal to params).
-
-  The state is donated to the update, so it owns copies of `params` (the
-  caller's arrays, and teacher and student, never share a buffer).
-  """
-  own = lambda: jax.tree.map(jnp.copy, params)
-  state = {"params": own(), "opt_state": tx.init(params),
-           "step": jnp.zeros((), jnp.int32)}
-  if with_teacher:
-    state["teacher"] = own()
-  return sharding.replicate(state, mesh)
-
-
-def _sample_fn(sampler, config):
-  return lambda step: sampler.sample(step, config.train.batch_size,
-                                     jax.process_index(), jax.process_count())
+  """A fresh replicated train state, with an EMA teacher equal to params
+  (its own copy: teacher and student never share a buffer)."""
+  extra = {"teacher": params} if with_teacher else {}
+  return train_loop.initial_state(params, tx, mesh, **extra)
 
 
 # ----------------------------------------------------------------- stages
@@ -222,7 +210,7 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
     state = train_loop.run(
         _stage_config(config, end), run_dir, mesh=mesh, init_state=init,
         update=make_update(full, loss_fns[name], mesh, fraction, ema=True),
-        sample=_sample_fn(sampler, config),
+        sample=train_loop.batch_sampler(sampler, config.train.batch_size),
         items_per_step=config.train.batch_size)
   return state
 
@@ -241,7 +229,8 @@ def pseudo(config: ml_collections.ConfigDict, workdir: str,
   params = checkpoint.restore_subtree(os.path.join(src, PHASE1, "checkpoints"),
                                       t.pseudo_model, init)
   seg = propagate.MemorySegmenter(
-      fns, params, propagate.PropagateConfig.from_config(config.memory))
+      fns, params, propagate.PropagateConfig.from_config(config.memory,
+                                                     config.eval.input_size))
   root = setup.data_root(config, workdir)
   ds = _train_split(config, root)
   label_path = os.path.join(src, labels.FILE_NAME)
@@ -318,7 +307,7 @@ def phase2(config: ml_collections.ConfigDict, workdir: str,
       stage, os.path.join(workdir, PHASE2), mesh=mesh, init_state=init,
       update=make_update(stage, make_losses(config, fns)["self_label"], mesh,
                          fraction, ema=False),
-      sample=_sample_fn(sampler, config),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
       items_per_step=config.train.batch_size)
 
 
@@ -345,7 +334,8 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
     params = checkpoint.restore_subtree(trained_checkpoint(config, workdir),
                                         "params", init)
   return propagate.MemorySegmenter(
-      fns, params, propagate.PropagateConfig.from_config(config.memory))
+      fns, params, propagate.PropagateConfig.from_config(config.memory,
+                                                     config.eval.input_size))
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, params=None,
