@@ -66,13 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "default":
     pass
   elif arg == "smoke":
-    common.shrink_for_smoke(c)
-    c.train.batch_size = 2
-    m = c.memory
-    m.key_backbone = m.value_backbone = "tiny"
-    m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
-    m.mem_every, m.max_memory, m.top_k = 2, 3, 8
-    c.loss.start_step, c.loss.end_step = 1, 2
+    stcn.shrink_for_smoke(c)
     c.oneshot.num_forward = 2
     c.oneshot.static_pretrain_steps = 1
     c.eval.pictures = False   # Keeps the smoke run to training and scoring.

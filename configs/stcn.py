@@ -85,6 +85,18 @@ def eval_frames_config() -> ml_collections.ConfigDict:
   return f
 
 
+def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
+  """`common.shrink_for_smoke` plus a tiny memory network and schedule, for
+  every method built on the memory network."""
+  common.shrink_for_smoke(c)
+  c.train.batch_size = 2
+  m = c.memory
+  m.key_backbone = m.value_backbone = "tiny"
+  m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
+  m.mem_every, m.max_memory, m.top_k = 2, 3, 8
+  c.loss.start_step, c.loss.end_step = 1, 2
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the STCN config; arg: None | smoke | davis16_cpu."""
   c = common.base_config("stcn")
@@ -99,13 +111,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "default":
     pass
   elif arg == "smoke":
-    common.shrink_for_smoke(c)
-    c.train.batch_size = 2
-    m = c.memory
-    m.key_backbone = m.value_backbone = "tiny"
-    m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
-    m.mem_every, m.max_memory, m.top_k = 2, 3, 8
-    c.loss.start_step, c.loss.end_step = 1, 2
+    shrink_for_smoke(c)
   elif arg == "davis16_cpu":
     common.use_davis16_240p(c)
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427).
