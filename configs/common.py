@@ -79,6 +79,7 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.online_steps = 10         # Steps of each online adaptation.
   f.online_recent = 1         # Recent predicted frames added to the support set.
   f.frames_per_call = 8       # Frames segmented per jitted call.
+  f.objects_per_call = -1     # Objects adapted per jitted call: -1 = auto (1 on CPU, all elsewhere), 0 = all (vmapped), N.
   f.bg_threshold = 0.5        # Background where every object's probability is below this.
   f.num_annotated = 1         # Annotated frames per video (evenly spaced) for OSVOS 1/2/4.
   f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.

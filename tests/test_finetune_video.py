@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from metavos.data import davis
 from metavos.finetune import video as video_lib
@@ -128,3 +129,45 @@ def test_state_is_carried_across_calls_and_reset_where_an_object_enters(
   np.testing.assert_allclose(probs[0, :, 0, 0], np.arange(6))
   # Reset at frame 3 for the late object; zero before it exists.
   np.testing.assert_allclose(probs[1, :, 0, 0], [0, 0, 0, 0, 1, 2])
+
+
+@pytest.mark.parametrize("per_call", [1, 2])
+def test_objects_per_call_does_not_change_the_result(per_call):
+  """Adapting 3 objects in calls of 1 or 2 equals one vmapped call, with
+  augmentation on (each object keeps its own random stream) and momentum."""
+  rng = np.random.default_rng(2)
+  images = rng.random((3, 1, 16, 16, 3), np.float32)
+  masks = (images[..., 2] > 0.5).astype(np.float32)
+  valid = np.ones_like(masks, bool)
+  params = {"w": jnp.zeros((3, 3)), "b": jnp.zeros((3,))}
+  aug = (("flip", True), ("max_rotation_deg", 30.0),
+         ("scale_range", (0.75, 1.25)))
+  kw = dict(momentum=0.9, augment=aug, copies=2, steps_per_call=3)
+  all_at_once = video_lib.VideoSegmenter(_pixel_model, _cfg(**kw))
+  split = video_lib.VideoSegmenter(
+      _pixel_model, _cfg(objects_per_call=per_call, **kw))
+  p1, l1 = all_at_once.adapt(params, jnp.asarray(0.3), images, masks, valid,
+                             jax.random.key(3), 6)
+  p2, l2 = split.adapt(params, jnp.asarray(0.3), images, masks, valid,
+                       jax.random.key(3), 6)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-6)
+  assert float(jnp.abs(p1["w"][0] - p1["w"][1]).max()) > 0  # objects differ
+
+
+def test_objects_per_call_gives_the_same_video_probabilities(synthetic_root):
+  ds = davis.DavisDataset(synthetic_root, split="val")
+  video = ds.load(ds.sequences[0])
+  assert len(video.object_ids) == 2
+  params = {"w": jnp.zeros((3,)), "b": jnp.zeros(())}
+  aug = (("flip", True), ("max_rotation_deg", 30.0),
+         ("scale_range", (0.75, 1.25)))
+  probs = [video_lib.VideoSegmenter(
+      _pixel_model, _cfg(objects_per_call=n, augment=aug, copies=2,
+                         online_interval=3, online_steps=2)).predict(
+                             params, jnp.asarray(0.5), video,
+                             jax.random.key(0))[0]
+           for n in (0, 1)]
+  np.testing.assert_allclose(probs[0], probs[1], rtol=1e-5, atol=1e-6)
+  assert probs[0].std() > 0

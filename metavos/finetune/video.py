@@ -50,6 +50,7 @@ class FinetuneConfig:
   online_steps: int = 10
   online_recent: int = 1
   frames_per_call: int = 8
+  objects_per_call: int = 0
   input_size: tuple[int, int] | None = None
   bg_threshold: float = 0.5
 
@@ -65,7 +66,9 @@ class FinetuneConfig:
                steps_per_call=cfg.steps_per_call,
                online_interval=cfg.online_interval,
                online_steps=cfg.online_steps, online_recent=cfg.online_recent,
-               frames_per_call=cfg.frames_per_call, input_size=size,
+               frames_per_call=cfg.frames_per_call,
+               objects_per_call=objects_per_call(cfg.objects_per_call),
+               input_size=size,
                bg_threshold=cfg.bg_threshold)
 
 
@@ -78,6 +81,17 @@ def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
   """
   ids = np.asarray(object_ids, np.uint8)[np.argmax(probs, axis=0)]
   return np.where(probs.max(axis=0) >= bg_threshold, ids, 0).astype(np.uint8)
+
+
+def objects_per_call(value: int) -> int:
+  """`config.finetune.objects_per_call`, with -1 (auto) resolved: one object
+  per call on CPU, where vmapping the per-object weights turns every
+  convolution into a grouped one that XLA:CPU runs slower than separate
+  calls (benchmarks/bench_multi_object.py); all objects in one call
+  elsewhere (0)."""
+  if value == -1:
+    return 1 if jax.default_backend() == "cpu" else 0
+  return int(value)
 
 
 def _broadcast(tree, k: int):
@@ -109,11 +123,10 @@ class VideoSegmenter:
     return jax.vmap(one)(params, images, masks, valid, keys, velocity)
 
   @functools.partial(jax.jit, static_argnums=(0, 5))
-  def _predict(self, params, states, frames, rng, out_size):
+  def _predict(self, params, states, frames, keys, out_size):
     """Probabilities for consecutive frames (B, h, w, 3), vmapped over the
-    K objects' params and states: (K, B, h, w) at the network's size,
+    K objects' params, states and keys: (K, B, h, w) at the network's size,
     (K, B, H_out, W_out) at `out_size`, and the states after the last frame."""
-    keys = jax.random.split(rng, jax.tree.leaves(params)[0].shape[0])
     small, states = jax.vmap(
         lambda p, s, k: self.model.predict(p, s, frames, k))(params, states,
                                                              keys)
@@ -124,18 +137,38 @@ class VideoSegmenter:
     return small, probs, states
 
   def adapt(self, params, lrs, images, masks, valid, rng, num_steps):
-    """Chunked adaptation: at most `steps_per_call` steps per jitted call.
+    """Adapts the K objects' params, `objects_per_call` objects per call.
+
+    Returns:
+      (params (K, ...), per-step support losses (K, num_steps)); the same
+      for any `objects_per_call` (each object's keys do not depend on it).
+    """
+    k = images.shape[0]
+    per_call = self.cfg.objects_per_call or k
+    parts = []
+    for a in range(0, k, per_call):
+      s = slice(a, min(a + per_call, k))
+      parts.append(self._adapt_objects(
+          jax.tree.map(lambda x: x[s], params), lrs, images[s], masks[s],
+          valid[s], rng, num_steps, s, k))
+    if len(parts) == 1:
+      return parts[0]
+    return (jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p for p, _ in parts]),
+            jnp.concatenate([ls for _, ls in parts]))
+
+  def _adapt_objects(self, params, lrs, images, masks, valid, rng, num_steps,
+                     objects: slice, k: int):
+    """Chunked in time: at most `steps_per_call` steps per jitted call.
 
     Splitting long runs (T = 100, 1000) keeps compile time bounded when the
     inner loop is unrolled; the momentum buffer is carried across chunks.
     """
-    k = images.shape[0]
     velocity = (jax.tree.map(jnp.zeros_like, params)
                 if self.cfg.momentum else None)
     done, step_losses = 0, []
     while done < num_steps:
       n = min(self.cfg.steps_per_call, num_steps - done)
-      keys = jax.random.split(jax.random.fold_in(rng, done), k)
+      keys = jax.random.split(jax.random.fold_in(rng, done), k)[objects]
       params, velocity, ls = self._adapt(params, lrs, images, masks, valid,
                                          keys, n, velocity)
       step_losses.append(ls)
@@ -220,7 +253,7 @@ class VideoSegmenter:
       for b, e in _chunks(start, stop, cfg.frames_per_call, starts):
         if b in starts:
           states = _reset(states, init_states, starts[b])
-        small_b, probs_b, states = self._predict(
+        small_b, probs_b, states = self._predict_objects(
             cur, states, frames[b:e],
             jax.random.fold_in(jax.random.fold_in(rng, _PREDICT_STREAM), b),
             out_size)
@@ -232,6 +265,22 @@ class VideoSegmenter:
     stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds,
              "final_support_loss": float(np.mean(ft_losses[:, -1]))}
     return probs, sorted({t for idx in sup_idx for t in idx}), stats
+
+  def _predict_objects(self, params, states, frames, rng, out_size):
+    """`_predict` over the K objects, `objects_per_call` at a time."""
+    k = jax.tree.leaves(params)[0].shape[0]
+    keys = jax.random.split(rng, k)
+    per_call = self.cfg.objects_per_call or k
+    if per_call >= k:
+      return self._predict(params, states, frames, keys, out_size)
+    take = lambda s: (lambda x: x[s])
+    parts = [self._predict(jax.tree.map(take(s), params),
+                           jax.tree.map(take(s), states), frames, keys[s],
+                           out_size)
+             for s in (slice(a, a + per_call) for a in range(0, k, per_call))]
+    cat = lambda *xs: jnp.concatenate(xs)
+    return (cat(*[p[0] for p in parts]), cat(*[p[1] for p in parts]),
+            jax.tree.map(cat, *[p[2] for p in parts]))
 
   def _online(self, first_params, lrs, sup_img, sup_msk, sup_val, frames,
               small_probs, start, rng):
