@@ -47,6 +47,9 @@ def describe_outputs(workdir: str, metrics: dict) -> str:
                      ("metrics.json", "DAVIS J&F"),
                      ("metrics.jsonl", "training metrics, one JSON line per step"),
                      ("timing.json", "seconds and frames per second per video"),
+                     ("report.html", "one page: overlay GIFs, J per frame, metrics table"),
+                     ("pictures", "overlay GIFs and J-per-frame plots per video"),
+                     ("tensorboard", "TensorBoard event files"),
                      ("checkpoints", "Orbax checkpoints"),
                      ("config.json", "the config of the training run"),
                      (EVAL_CONFIG_FILE, "the config of the evaluation")]:

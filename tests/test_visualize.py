@@ -244,3 +244,12 @@ def test_a_trained_run_has_a_report_that_renders():
     timing = json.load(f)
   assert timing["pictures_seconds"] > 0
   assert metrics  # the run scored its val videos
+
+
+def test_closing_summary_names_the_report(tmp_path):
+  from metavos import train  # pylint: disable=g-import-not-at-top
+  (tmp_path / "report.html").write_text("<html></html>")
+  (tmp_path / "pictures").mkdir()
+  text = train.describe_outputs(str(tmp_path), {})
+  assert "report.html" in text and "pictures" in text
+  assert "metrics.json" not in text  # only what exists is listed
