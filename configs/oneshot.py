@@ -75,7 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427), as STCN's preset.
     c.clip.max_objects = 1            # DAVIS 2016: one object per video.
     c.clip.max_gap = 5                # T + 1 = 4 frames span up to 15 frames.
-    c.train.num_steps = 600           # About 20 minutes on 2 shared CPU cores (BENCHMARKS.md).
+    c.train.num_steps = 600           # Outer steps (BENCHMARKS.md compares variants at 250: benchmarks/oneshot_davis16.sh).
     c.train.batch_size = 4
     c.train.log_every = 25
     c.train.checkpoint_every = 100

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from metavos.memory import network
+from metavos.memory import losses, network
 
 Params = network.Params
 
@@ -106,3 +106,23 @@ def run_chain(fns: network.MemoryFns, params: Params, first_frame: jax.Array,
   last_logits, last_probs = predict(memory, network.frame_features(feats, -1))
   return ChainOutput(jnp.concatenate([logits, last_logits[None]]),
                      jnp.concatenate([probs, last_probs[None]]))
+
+
+def supervised_clip_loss(params, batch, p, *, fns: network.MemoryFns,
+                         unroll: bool | int, remat: bool) -> jax.Array:
+  """Bootstrapped CE of frames 1.. of each clip, predicted in a chain from
+  frame 0's labels (STCN's training loss; two-shot's warm-up).
+
+  Args:
+    batch: frames (B, L, H, W, 3), masks (B, L, K, H, W), valid (B, L, H, W),
+      present (B, K).
+    p: fraction of the hardest pixels kept (`losses.bootstrap_fraction`).
+  """
+
+  def one(frames, masks, present):
+    return run_chain(fns, params, frames[0], masks[0], frames[1:],
+                     present=present, unroll=unroll, remat=remat).logits
+
+  logits = jax.vmap(one)(batch["frames"], batch["masks"], batch["present"])
+  return losses.bootstrapped_ce(logits, batch["masks"][:, 1:],
+                                batch["valid"][:, 1:], p)

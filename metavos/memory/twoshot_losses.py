@@ -70,12 +70,5 @@ def warmup_loss(params, state, batch, p, *, fns, unroll: bool | int,
                 remat: bool):
   """Phase-1 warm-up: STCN's supervised clip loss (on labelled pairs)."""
   del state
-
-  def one(frames, masks, present):
-    return chain.run_chain(fns, params, frames[0], masks[0], frames[1:],
-                           present=present, unroll=unroll,
-                           remat=remat).logits
-
-  logits = jax.vmap(one)(batch["frames"], batch["masks"], batch["present"])
-  return losses.bootstrapped_ce(logits, batch["masks"][:, 1:],
-                                batch["valid"][:, 1:], p), {}
+  return chain.supervised_clip_loss(params, batch, p, fns=fns, unroll=unroll,
+                                    remat=remat), {}

@@ -48,19 +48,7 @@ def make_optimizer(config: ml_collections.ConfigDict):
                      optax.adamw(rate, weight_decay=o.weight_decay))
 
 
-def clip_loss(params, batch, p, *, fns: network.MemoryFns,
-              unroll: bool | int, remat: bool):
-  """Bootstrapped CE of frames 1.. of each clip, predicted in a chain from
-  frame 0's labels."""
-
-  def one(frames, masks, present):
-    return chain.run_chain(fns, params, frames[0], masks[0], frames[1:],
-                           present=present, unroll=unroll,
-                           remat=remat).logits
-
-  logits = jax.vmap(one)(batch["frames"], batch["masks"], batch["present"])
-  return losses.bootstrapped_ce(logits, batch["masks"][:, 1:],
-                                batch["valid"][:, 1:], p)
+clip_loss = chain.supervised_clip_loss
 
 
 def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
