@@ -59,3 +59,4 @@ def fast_compile_cached(tmp_path_factory):
   yield
   _set(old)
   compilation_cache.reset_cache()
+

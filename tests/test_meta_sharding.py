@@ -1,9 +1,8 @@
 """The meta-gradient on 8 (fake CPU) devices equals the 1-device result."""
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from _fake_devices import run_on_fake_devices
 
 SCRIPT = textwrap.dedent("""
     import jax, jax.numpy as jnp, numpy as np, ml_collections
@@ -57,10 +56,4 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_meta_gradient_same_on_8_and_1_devices():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env,
-                        capture_output=True, text=True, timeout=600,
-                        cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert "WORST" in proc.stdout
+  run_on_fake_devices(SCRIPT, marker="WORST")

@@ -1,9 +1,6 @@
 """Checkpoints: round trips, the resume order, and loud failures."""
 
-import os
 import pathlib
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -14,6 +11,8 @@ import optax
 import pytest
 
 from metavos.runtime import checkpoint
+
+from _fake_devices import run_on_fake_devices
 
 # Orbax reads arrays concurrently; after the first failed read it leaves the
 # others unretrieved, and pytest reports them (at garbage collection, so in
@@ -257,9 +256,4 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 
 def test_restore_reshards_on_8_devices(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT,
-                         str(tmp_path)], env=env, capture_output=True,
-                        text=True, timeout=120, check=False)
-  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+  run_on_fake_devices(_MULTI_DEVICE_SCRIPT, str(tmp_path), timeout=120)

@@ -1,8 +1,5 @@
 """Shardings: one device in-process, eight fake CPU devices in a subprocess."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import jax
@@ -10,6 +7,8 @@ import numpy as np
 import pytest
 
 from metavos.runtime import sharding
+
+from _fake_devices import run_on_fake_devices
 
 
 def test_per_process_batch_size_and_error():
@@ -93,9 +92,4 @@ _EIGHT_DEVICES = textwrap.dedent("""
 
 
 def test_eight_devices_match_one_device():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env,
-                        capture_output=True, text=True, timeout=120,
-                        check=False)
-  assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+  run_on_fake_devices(_EIGHT_DEVICES, timeout=120)
