@@ -5,9 +5,15 @@ Smoke test (whole pipeline on synthetic videos, well under a minute on CPU):
   python -m metavos.main --config=configs/eosvos.py:smoke --workdir=runs/eosvos_smoke
 
 Meta-train on the real DAVIS 2016 240p videos (train-no-dev) on this 2-core
-CPU box and evaluate on dev:
+CPU box and evaluate on dev. One command, two stages: an OSVOS parent network
+(`parent.num_steps`, in <workdir>/parent), then meta-training from it:
 
   python -m metavos.main --config=configs/eosvos.py:davis16_cpu --workdir=runs/eosvos_davis16
+
+From a parent trained elsewhere instead (skips the parent stage):
+
+  python -m metavos.main --config=configs/eosvos.py:davis16_cpu --workdir=W \
+    --config.meta.init_from=runs/osvos_parent/checkpoints
 
 Evaluate a checkpoint on a held-out DAVIS set (e-OSVOS-T with T=10; add
 `--config.finetune.online_interval=5` for e-OSVOS-T-OnA):
@@ -36,7 +42,7 @@ Accelerator-scale recipes (TPU pod / multi-GPU; see launch/):
 
 import ml_collections
 
-from configs import common
+from configs import common, osvos
 
 
 def meta_config() -> ml_collections.ConfigDict:
@@ -55,8 +61,16 @@ def meta_config() -> ml_collections.ConfigDict:
   m.lrs_outer_lr = 1e-5       # RAdam learning rate of the learning rates.
   m.weight_decay = 1e-4       # Decoupled weight decay on the initialisation only.
   m.augment = common.augment_config()
-  m.init_from = ""            # Parent-network checkpoint (e.g. OSVOS) for the init; "" = model init.
+  m.init_from = ""            # Parent-network checkpoint (e.g. OSVOS) for the init; "" = parent stage below, or model init.
   return m
+
+
+def parent_config() -> ml_collections.ConfigDict:
+  """An optional first stage: an OSVOS parent network to start from."""
+  p = osvos.parent_config()
+  p.num_steps = 0             # > 0: first train the parent this many steps in <workdir>/parent (resumable), then meta-train from it. Unused when meta.init_from is set.
+  p.batch_size = 8            # Parent training frames per step over all devices.
+  return p
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -64,6 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   maskrcnn_smoke | maskrcnn_davis16_cpu | davis17_tpu | ytvos_tpu."""
   c = common.base_config("eosvos")
   c.meta = meta_config()
+  c.parent = parent_config()
   c.finetune.num_steps = 10          # e-OSVOS-T, T = 10 (paper: 10, 50, 100).
   c.finetune.online_steps = 10       # T_OnA.
   c.train.num_steps = 200
@@ -111,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_steps = 1000
     c.train.log_every = 20
     c.train.checkpoint_every = 200
+    c.parent.num_steps = 4000  # the parent of BENCHMARKS.md's ablation (~9 min here)
     c.meta.lr_init = 0.03
     c.meta.outer_lr = 3e-5     # small: the init starts from a trained parent
     c.meta.lrs_outer_lr = 1e-3 # rates must be able to move by O(1e-2) in 1000 steps

@@ -107,25 +107,40 @@ def test_unknown_method_and_mode(tmp_path):
     train.train_and_evaluate(config, str(tmp_path))
 
 
-def test_eosvos_starts_from_an_osvos_parent(tmp_path):
-  """meta.init_from: the meta-learned init starts at the parent network."""
-  parent_cfg = osvos_config.get_config("smoke")
-  parent_cfg.model.name = "fcn"  # e-OSVOS meta-learns the FCN model
-  parent_dir = str(tmp_path / "parent")
-  train.train_and_evaluate(parent_cfg, parent_dir)
+def _max_gap(a, b):
+  return max(float(np.abs(x - y).max())
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_eosvos_starts_from_an_osvos_parent(tmp_path, fast_compile_cached):
+  """parent.num_steps: an OSVOS parent is trained first in <workdir>/parent
+  (once: a second start resumes past it) and the meta-learned init starts
+  there; meta.init_from, when set, is used instead of a parent stage."""
+  del fast_compile_cached  # the second and third runs reuse compiled steps
   config = eosvos_config.get_config("smoke")
-  config.meta.init_from = os.path.join(parent_dir, "checkpoints")
-  config.meta.outer_lr = 1e-6  # the init barely moves in 3 steps
-  workdir = str(tmp_path / "meta")
-  train.train_and_evaluate(config, workdir)
+  config.parent.num_steps = 3
+  config.meta.outer_lr = 1e-6  # the init barely moves in 3 meta-steps
+  staged = str(tmp_path / "staged")
+  eosvos.train(config, staged)
+  parent_ckpt = os.path.join(staged, "parent", "checkpoints")
   model = setup.build_model(config, config.seed)
-  parent = checkpoint.restore_subtree(config.meta.init_from, "params",
-                                      model.params)
-  meta = checkpoint.restore_subtree(
-      os.path.join(workdir, "checkpoints"), "meta_params",
+  parent = checkpoint.restore_subtree(parent_ckpt, "params", model.params)
+  read_meta = lambda w: checkpoint.restore_subtree(
+      os.path.join(w, "checkpoints"), "meta_params",
       eosvos.initial_meta_params(config, model.params))
-  gap = max(float(np.abs(a - b).max()) for a, b in zip(
-      jax.tree.leaves(meta["init"]), jax.tree.leaves(parent)))
-  fresh_gap = max(float(np.abs(a - b).max()) for a, b in zip(
-      jax.tree.leaves(model.params), jax.tree.leaves(parent)))
-  assert gap < 1e-4 < fresh_gap
+  meta = read_meta(staged)
+  assert _max_gap(meta["init"], parent) < 1e-4 < _max_gap(model.params,
+                                                          parent)
+  # Starting again: both stages are complete, nothing is trained again.
+  log = os.path.join(staged, "parent", "metrics.jsonl")
+  before = open(log).read()
+  assert [json.loads(x)["step"] for x in before.splitlines()] == [1, 2, 3]
+  eosvos.train(config, staged)
+  assert open(log).read() == before
+
+  # The parent checkpoint given explicitly: no parent stage, same result.
+  config.meta.init_from = parent_ckpt
+  given = str(tmp_path / "given")
+  eosvos.train(config, given)
+  assert not os.path.exists(os.path.join(given, "parent"))
+  assert _max_gap(read_meta(given), meta) < 1e-6

@@ -1,13 +1,17 @@
 """e-OSVOS: meta-train the fine-tuning, then fine-tune and segment each video.
 
 train: the model initialisation and neuron-level learning rates are
-meta-learned on tasks (sequence, object) with `metavos.meta.meta_step`.
+meta-learned on tasks (sequence, object) with `metavos.meta.meta_step`,
+starting from `meta.init_from` (a parent checkpoint), or from an OSVOS parent
+network trained first in `<workdir>/parent` (`parent.num_steps` > 0, OSVOS's
+own trainer), or from the model's initialisation.
 evaluate: e-OSVOS-T (T steps on the first frame) and, with
 `finetune.online_interval > 0`, e-OSVOS-T-OnA.
 """
 
 from __future__ import annotations
 
+import os
 
 import jax
 import ml_collections
@@ -17,7 +21,7 @@ from metavos.data import sampling
 from metavos.finetune import lrs as lrs_lib
 from metavos.finetune import video as video_lib
 from metavos.meta import meta_step
-from metavos.methods import eval_loop, setup, train_loop
+from metavos.methods import eval_loop, osvos, setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
 
@@ -58,6 +62,33 @@ def make_update(config, model: setup.Model, mesh):
   return train_loop.jit_update(update, mesh)
 
 
+def parent_stage_config(config: ml_collections.ConfigDict
+                        ) -> ml_collections.ConfigDict:
+  """The config of the parent stage: OSVOS training of the same model with
+  `config.parent`, its own step count and batch size, nothing restored."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.train.num_steps = config.parent.num_steps
+    c.train.batch_size = config.parent.batch_size
+    c.train.checkpoint_every = min(c.train.checkpoint_every,
+                                   config.parent.num_steps)
+    c.restore = ""
+  return c
+
+
+def starting_params(config: ml_collections.ConfigDict, workdir: str, params):
+  """The parameters meta-training starts from (see the module docstring)."""
+  if config.meta.init_from:  # e.g. an OSVOS parent network with this model
+    return checkpoint.restore_subtree(config.meta.init_from, "params", params)
+  if config.parent.num_steps > 0:
+    parent_dir = os.path.join(workdir, "parent")
+    logging.info("Parent stage: %d OSVOS steps in %s",
+                 config.parent.num_steps, parent_dir)
+    params, _ = osvos.train(parent_stage_config(config), parent_dir)
+    return jax.device_get(params)
+  return params
+
+
 def train(config: ml_collections.ConfigDict, workdir: str):
   mesh = sharding.make_mesh(config.num_devices or None)
   model = setup.build_model(config, config.seed)
@@ -65,11 +96,7 @@ def train(config: ml_collections.ConfigDict, workdir: str):
                                  config.meta.num_query, config.seed)
   logging.info("%d meta-training tasks (sequence, object)", len(sampler))
 
-  params = model.params
-  if config.meta.init_from:  # e.g. an OSVOS parent network with this model
-    params = checkpoint.restore_subtree(config.meta.init_from, "params",
-                                        params)
-
+  params = starting_params(config, workdir, model.params)
   state = train_loop.run(
       config, workdir, mesh=mesh,
       init_state=lambda: train_loop.initial_state(
