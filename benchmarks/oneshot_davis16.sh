@@ -38,38 +38,4 @@ for RUN in $RUNS; do
   log "$RUN: done"
 done
 
-python - "$R" <<'PY'
-import datetime, json, os, re, sys
-root = sys.argv[1]
-
-
-def seconds_per_step(out):
-  """From the progress lines of the run's log, excluding the first logged
-  interval (compilation)."""
-  marks = []
-  for line in open(out):
-    m = re.search(r"(\d\d:\d\d:\d\d\.\d+) .*train (\d+)/\d+", line)
-    if m:
-      t = datetime.datetime.strptime(m.group(1), "%H:%M:%S.%f")
-      marks.append((t, int(m.group(2))))
-  if len(marks) < 2:
-    return ""
-  (t0, s0), (t1, s1) = marks[0], marks[-1]
-  return f"{(t1 - t0).total_seconds() % 86400 / max(s1 - s0, 1):.2f}"
-
-
-print("| run | J&F | J | F | labelled fraction | median fps | train s/step |")
-print("|---|---|---|---|---|---|---|")
-for name in ("supervised", "t_step", "one_step", "two_step"):
-  w = os.path.join(root, name)
-  if not os.path.exists(os.path.join(w, "metrics.json")):
-    print(f"| {name} | not run | | | | | |")
-    continue
-  g = json.load(open(os.path.join(w, "metrics.json")))["global"]
-  lines = [json.loads(x) for x in open(os.path.join(w, "metrics.jsonl"))]
-  t = json.load(open(os.path.join(w, "timing.json")))
-  per = seconds_per_step(w + ".out")
-  print(f"| {name} | {g['J&F-Mean']:.4f} | {g['J-Mean']:.4f} | "
-        f"{g['F-Mean']:.4f} | {lines[-1]['labelled_fraction']:.4f} | "
-        f"{t['median_fps']:.2f} | {per} |")
-PY
+python benchmarks/oneshot_table.py "$R"

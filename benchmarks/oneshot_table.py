@@ -1,0 +1,61 @@
+"""The one-shot vs supervised table of a benchmark root (one run per folder:
+supervised, t_step, one_step, two_step): J&F, its ratio to the supervised
+run, labelled fraction (from metrics.jsonl), median fps and training seconds
+per step (from <run>.out).
+
+  python benchmarks/oneshot_table.py runs/oneshot16
+"""
+
+import datetime
+import json
+import os
+import re
+import sys
+
+RUNS = ("supervised", "t_step", "one_step", "two_step")
+
+
+def seconds_per_step(out: str) -> str:
+  """From the progress lines of the run's log, excluding the first logged
+  interval (compilation)."""
+  if not os.path.exists(out):
+    return ""
+  marks = []
+  with open(out) as f:
+    for line in f:
+      m = re.search(r"(\d\d:\d\d:\d\d\.\d+) .*train (\d+)/\d+", line)
+      if m:
+        t = datetime.datetime.strptime(m.group(1), "%H:%M:%S.%f")
+        marks.append((t, int(m.group(2))))
+  if len(marks) < 2:
+    return ""
+  (t0, s0), (t1, s1) = marks[0], marks[-1]
+  return f"{(t1 - t0).total_seconds() % 86400 / max(s1 - s0, 1):.2f}"
+
+
+def main(root: str) -> None:
+  print("| run | J&F | of supervised | J | F | labelled fraction | "
+        "median fps | train s/step |")
+  print("|---|---|---|---|---|---|---|---|")
+  supervised = None
+  for name in RUNS:
+    w = os.path.join(root, name)
+    if not os.path.exists(os.path.join(w, "metrics.json")):
+      print(f"| {name} | not run | | | | | | |")
+      continue
+    with open(os.path.join(w, "metrics.json")) as f:
+      g = json.load(f)["global"]
+    with open(os.path.join(w, "metrics.jsonl")) as f:
+      last = [json.loads(x) for x in f][-1]
+    with open(os.path.join(w, "timing.json")) as f:
+      fps = json.load(f)["median_fps"]
+    if name == "supervised":
+      supervised = g["J&F-Mean"]
+    ratio = f"{g['J&F-Mean'] / supervised:.0%}" if supervised else ""
+    print(f"| {name} | {g['J&F-Mean']:.4f} | {ratio} | {g['J-Mean']:.4f} | "
+          f"{g['F-Mean']:.4f} | {last['labelled_fraction']:.4f} | "
+          f"{fps:.2f} | {seconds_per_step(w + '.out')} |")
+
+
+if __name__ == "__main__":
+  main(sys.argv[1])
