@@ -39,7 +39,8 @@ def _check_outputs(workdir, metrics, num_steps):
     (eosvos_config, "meta_params", sampling.TaskSampler),
     (osvos_config, "params", sampling.FrameSampler)])
 def test_train_resume_and_evaluate(tmp_path, monkeypatch, module, key,
-                                   sampler_cls):
+                                   sampler_cls, fast_compile_cached):
+  del fast_compile_cached  # the resumed run and the evaluation reuse programs
   config = module.get_config("smoke")
   full = str(tmp_path / "full")
   metrics = train.train_and_evaluate(config, full)

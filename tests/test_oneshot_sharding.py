@@ -60,7 +60,9 @@ SCRIPT = textwrap.dedent("""
     worst = max(float(np.abs(a - b).max())
                 for a, b in zip(jax.tree.leaves(g8), jax.tree.leaves(g1)))
     print("WORST", worst, "SCALE", scale)
-    assert worst < 1e-5, worst
+    # float32 sums in another order: 1e-5 relative to the largest gradient
+    # (measured 6.6e-6 absolute at scale 5.0).
+    assert worst < 1e-5 * max(scale, 1.0), (worst, scale)
 """)
 
 
