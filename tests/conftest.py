@@ -59,4 +59,3 @@ def fast_compile_cached(tmp_path_factory):
   yield
   _set(old)
   compilation_cache.reset_cache()
-

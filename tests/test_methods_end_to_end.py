@@ -12,6 +12,7 @@ from configs import osvos as osvos_config
 from metavos import train
 from metavos.data import sampling
 from metavos.methods import eosvos, setup
+from metavos.methods import osvos as osvos_method
 from metavos.runtime import checkpoint
 
 
@@ -113,7 +114,8 @@ def _max_gap(a, b):
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
-def test_eosvos_starts_from_an_osvos_parent(tmp_path, fast_compile_cached):
+def test_eosvos_starts_from_an_osvos_parent(tmp_path, monkeypatch,
+                                            fast_compile_cached):
   """parent.num_steps: an OSVOS parent is trained first in <workdir>/parent
   (once: a second start resumes past it) and the meta-learned init starts
   there; meta.init_from, when set, is used instead of a parent stage."""
@@ -132,12 +134,19 @@ def test_eosvos_starts_from_an_osvos_parent(tmp_path, fast_compile_cached):
   meta = read_meta(staged)
   assert _max_gap(meta["init"], parent) < 1e-4 < _max_gap(model.params,
                                                           parent)
-  # Starting again: both stages are complete, nothing is trained again.
+  # Starting again: the meta-training state is restored, so the parent
+  # stage is not even entered and nothing is trained again.
   log = os.path.join(staged, "parent", "metrics.jsonl")
   before = open(log).read()
   assert [json.loads(x)["step"] for x in before.splitlines()] == [1, 2, 3]
+
+  def no_parent_stage(*args, **kwargs):
+    raise AssertionError("parent stage entered on resume")
+
+  monkeypatch.setattr(osvos_method, "train", no_parent_stage)
   eosvos.train(config, staged)
   assert open(log).read() == before
+  assert _max_gap(read_meta(staged), meta) == 0
 
   # The parent checkpoint given explicitly: no parent stage, its parameters.
   config.meta.init_from = parent_ckpt

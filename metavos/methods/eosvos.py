@@ -80,6 +80,11 @@ def starting_params(config: ml_collections.ConfigDict, workdir: str, params):
   """The parameters meta-training starts from (see the module docstring)."""
   if config.meta.init_from:  # e.g. an OSVOS parent network with this model
     return checkpoint.restore_subtree(config.meta.init_from, "params", params)
+  if config.restore or checkpoint.has_checkpoint(
+      os.path.join(workdir, "checkpoints")):
+    # The meta-training state is restored (resume, or config.restore): the
+    # starting point is not read, so no parent stage and no data loading.
+    return params
   if config.parent.num_steps > 0:
     parent_dir = os.path.join(workdir, "parent")
     logging.info("Parent stage: %d OSVOS steps in %s",
