@@ -8,8 +8,10 @@
 # All runs take the same number of steps (the cosine schedule ends there).
 # Then a table: J&F, labelled fraction (from metrics.jsonl), median fps.
 #
-#   bash benchmarks/oneshot_davis16.sh [ROOT] [STEPS] [RUNS]
+#   bash benchmarks/oneshot_davis16.sh [ROOT] [STEPS] [RUNS] [EXTRA FLAGS]
 #   bash benchmarks/oneshot_davis16.sh runs/oneshot16 250 "supervised t_step"
+#   bash benchmarks/oneshot_davis16.sh runs/oneshot16_aug 250 "supervised one_step" \
+#     "--config.clip.augment.enabled=True"     # flags added to every run
 #
 # A run whose metrics.json exists is skipped, an interrupted one resumes from
 # its checkpoints; two instances with disjoint RUNS can share the CPU.
@@ -17,10 +19,11 @@ set -euo pipefail
 R=${1:-runs/oneshot16}
 STEPS=${2:-250}
 RUNS=${3:-supervised t_step one_step two_step}
+EXTRA=${4:-}
 MAIN="nice -n 10 python -m metavos.main"
 mkdir -p "$R"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/oneshot.log"; }
-COMMON="--config.train.num_steps=$STEPS --config.train.checkpoint_every=50"
+COMMON="--config.train.num_steps=$STEPS --config.train.checkpoint_every=50 $EXTRA"
 
 for RUN in $RUNS; do
   W="$R/$RUN"

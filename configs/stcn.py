@@ -46,6 +46,17 @@ def clip_config() -> ml_collections.ConfigDict:
   c.max_gap = 5               # Largest frame step inside a clip (direction random).
   c.max_objects = 2           # Objects per clip, K (padded with absent objects).
   c.flip = True               # Flip whole clips horizontally at random.
+  a = c.augment = ml_collections.ConfigDict()  # In-step JAX augmentation (metavos.memory.clip_augment).
+  a.enabled = False           # Off: clips are the frames as sampled (plus flip).
+  a.scale_range = (0.9, 1.3)  # Clip-level zoom (> 1 zooms in), shared by the clip's frames.
+  a.max_rotation_deg = 15.0   # Clip-level rotation in [-x, x] degrees.
+  a.max_shift = 0.1           # Clip-level translation, fraction of height/width.
+  a.frame_scale = 0.05        # Per-frame extra zoom in [1 - x, 1 + x].
+  a.frame_rotation_deg = 5.0  # Per-frame extra rotation in [-x, x] degrees.
+  a.frame_shift = 0.03        # Per-frame extra translation, fraction of height/width.
+  a.brightness = 0.05         # Per-frame colour jitter (images in [0, 1]).
+  a.contrast = 0.1
+  a.saturation = 0.1
   return c
 
 

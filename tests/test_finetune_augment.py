@@ -53,6 +53,19 @@ def test_identity_returns_input_exactly():
   assert out_valid.all()
 
 
+def test_shift_translates_by_whole_pixels():
+  image, mask = _frame(11, 15)
+  out_image, out_mask, out_valid = jax.jit(aug.warp)(
+      image, mask, None, IDENTITY, (jnp.float32(2.0), jnp.float32(-3.0)))
+  # Output pixel (y, x) reads source (y - 2, x + 3).
+  np.testing.assert_allclose(out_image[2:, :-3], image[:-2, 3:], atol=1e-5)
+  np.testing.assert_array_equal(out_mask[2:, :-3], mask[:-2, 3:])
+  expected_valid = np.zeros(mask.shape, bool)
+  expected_valid[2:, :-3] = True
+  np.testing.assert_array_equal(out_valid, expected_valid)
+  assert (np.asarray(out_image)[~expected_valid] == 0).all()
+
+
 def test_flip_equals_reversed_columns():
   image, mask = _frame(11, 15)
   out_image, out_mask, out_valid = warp(image, mask, None, _params(flip=True))

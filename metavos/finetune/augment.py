@@ -112,17 +112,22 @@ def sample_params(rng: PRNGKey, config: AugmentConfig) -> AffineParams:
 
 
 def source_coords(
-    params: AffineParams, height: int, width: int
+    params: AffineParams, height: int, width: int,
+    shift: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array]:
   """Source (y, x) coordinates of every output pixel, each (H, W) float32.
 
   The inverse of the warp in the module docstring:
-  p = c + F @ R(angle).T @ (q - c) / s.
+  p = c + F @ R(angle).T @ (q - c) / s. With `shift` t = (ty, tx) in pixels
+  the warp is followed by a translation (q = c + t + s R F (p - c)), so
+  p = c + F @ R(angle).T @ (q - c - t) / s.
   """
   cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+  ty, tx = (0.0, 0.0) if shift is None else shift
   dy, dx = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) - cy,
                         jnp.arange(width, dtype=jnp.float32) - cx,
                         indexing='ij')
+  dy, dx = dy - ty, dx - tx
   theta = jnp.deg2rad(jnp.asarray(params.angle_deg, jnp.float32))
   cos, sin = jnp.cos(theta), jnp.sin(theta)
   inv_scale = 1.0 / jnp.asarray(params.scale, jnp.float32)
@@ -168,15 +173,18 @@ def warp(
     mask: Array,
     valid: Optional[Array],
     params: AffineParams,
+    shift: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array, Array]:
   """Applies one affine warp to a frame, its mask and its valid map.
 
   Args:
     image: (H, W, C) float image.
-    mask: (H, W) or (H, W, 1) labels in {0, 1} (any dtype).
+    mask: (H, W), (H, W, 1) or (H, W, K) labels in {0, 1} (any dtype).
     valid: optional (H, W) or (H, W, 1) bool map of usable input pixels
       (e.g. False on void labels); None means all usable.
     params: the warp.
+    shift: optional (ty, tx) translation in pixels after the warp (see
+      `source_coords`); None = centred.
 
   Returns:
     (image, mask, valid): image (H, W, C) in image's dtype, mask with mask's
@@ -185,7 +193,7 @@ def warp(
   """
   image, mask = jnp.asarray(image), jnp.asarray(mask)
   height, width = image.shape[:2]
-  ys, xs = source_coords(params, height, width)
+  ys, xs = source_coords(params, height, width, shift)
   inside = ((ys >= -_INSIDE_TOL) & (ys <= height - 1 + _INSIDE_TOL)
             & (xs >= -_INSIDE_TOL) & (xs <= width - 1 + _INSIDE_TOL))
   out_image = bilinear_sample(image, ys, xs)

@@ -45,10 +45,11 @@ class StaticClipConfig:
                s.brightness, s.contrast, s.saturation)
 
 
-def colour_jitter(key: jax.Array, image: jax.Array,
-                  cfg: StaticClipConfig) -> jax.Array:
+def colour_jitter(key: jax.Array, image: jax.Array, cfg) -> jax.Array:
   """Random brightness, contrast and saturation of an (H, W, 3) image in
-  [0, 1], clipped back to [0, 1]."""
+  [0, 1], clipped back to [0, 1]; `cfg` has the three ranges as attributes
+  `brightness`, `contrast`, `saturation` (StaticClipConfig,
+  clip_augment.ClipAugmentConfig)."""
   kb, kc, ks = jax.random.split(key, 3)
   u = lambda k, r: jax.random.uniform(k, minval=-r, maxval=r)
   grey = jnp.mean(image, axis=-1, keepdims=True)

@@ -25,7 +25,8 @@ import optax
 from absl import logging
 
 from metavos.data import clips, labels
-from metavos.memory import forward_backward, losses, network, static_clips
+from metavos.memory import (clip_augment, forward_backward, losses, network,
+                            static_clips)
 from metavos.methods import setup, stcn, train_loop
 from metavos.runtime import sharding
 
@@ -73,6 +74,7 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
                               unroll=setup.unroll(config),
                               remat=config.memory.remat)
   static_cfg = static_clips.StaticClipConfig.from_config(o.static)
+  aug = clip_augment.from_clip_config(config.clip)
 
   def update(state, batch, rng):
     step = state["step"]
@@ -80,6 +82,9 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
     if o.static_pretrain_steps:  # Static: no synthesis is compiled when off.
       batch = with_static_clips(batch, static_key,
                                 step < o.static_pretrain_steps, static_cfg)
+    if aug is not None:  # After the static warps: both stages are augmented.
+      batch = clip_augment.augment_batch(jax.random.fold_in(rng, 1), batch,
+                                         aug)
     p = losses.bootstrap_fraction(step, b.start_step, b.end_step, b.final_p)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch, p,
                                               loss_key)

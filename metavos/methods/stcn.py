@@ -25,7 +25,7 @@ from absl import logging
 from flax import nnx
 
 from metavos.data import clips, labels
-from metavos.memory import chain, losses, network, propagate
+from metavos.memory import chain, clip_augment, losses, network, propagate
 from metavos.methods import eval_loop, osvos, setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
@@ -56,9 +56,11 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
   b = config.loss
   loss_fn = functools.partial(clip_loss, fns=fns, unroll=setup.unroll(config),
                               remat=config.memory.remat)
+  aug = clip_augment.from_clip_config(config.clip)
 
   def update(state, batch, rng):
-    del rng  # Supervised clip training draws no randomness on the device.
+    if aug is not None:  # The only randomness of supervised clip training.
+      batch = clip_augment.augment_batch(rng, batch, aug)
     p = losses.bootstrap_fraction(state["step"], b.start_step, b.end_step,
                                   b.final_p)
     loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch, p)

@@ -43,7 +43,8 @@ from absl import logging
 
 from metavos import evaluate as evaluate_lib
 from metavos.data import clips, davis, labels, sampling, twoshot_clips
-from metavos.memory import losses, propagate, pseudo_labels, twoshot_losses
+from metavos.memory import (clip_augment, losses, propagate, pseudo_labels,
+                            twoshot_losses)
 from metavos.memory import teacher as teacher_lib
 from metavos.methods import eval_loop, osvos, setup, stcn, train_loop
 from metavos.metrics import davis as davis_metrics
@@ -73,9 +74,11 @@ def make_update(config: ml_collections.ConfigDict, loss_fn: Callable,
   """
   tx = stcn.make_optimizer(config)
   b, alpha_max = config.loss, config.twoshot.ema_max
+  aug = clip_augment.from_clip_config(config.clip)
 
   def update(state, batch, rng):
-    del rng  # Clip training draws no randomness on the device.
+    if aug is not None:  # The teacher sees the same augmented frames.
+      batch = clip_augment.augment_batch(rng, batch, aug)
     p = losses.bootstrap_fraction(state["step"], b.start_step, b.end_step,
                                   b.final_p)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
