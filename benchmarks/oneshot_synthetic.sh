@@ -5,8 +5,11 @@
 # first two thirds train, the last third is scored. Same network and step
 # budget for both runs; one-shot sees the first frame of each video only.
 #
-#   bash benchmarks/oneshot_synthetic.sh [ROOT] [NUM_VIDEOS] [STEPS] [RUNS]
+#   bash benchmarks/oneshot_synthetic.sh [ROOT] [NUM_VIDEOS] [STEPS] [RUNS] [EXTRA FLAGS]
 #   bash benchmarks/oneshot_synthetic.sh runs/synth_oneshot 120 500
+#   bash benchmarks/oneshot_synthetic.sh runs/synth_oneshot 120 500 "t_step two_step"
+#   bash benchmarks/oneshot_synthetic.sh runs/synth_aug 120 500 "supervised one_step" \
+#     "--config.clip.augment.enabled=True"     # flags added to every run
 #
 # A run whose metrics.json exists is skipped; two instances with disjoint
 # RUNS can share the CPU.
@@ -15,6 +18,7 @@ R=${1:-runs/synth_oneshot}
 VIDEOS=${2:-120}
 STEPS=${3:-500}
 RUNS=${4:-supervised one_step}
+EXTRA=${5:-}
 MAIN="nice -n 5 python -m metavos.main"
 mkdir -p "$R"
 COMMON="--config.data.synthetic.num_videos=$VIDEOS --config.data.synthetic.num_frames=16
@@ -22,7 +26,7 @@ COMMON="--config.data.synthetic.num_videos=$VIDEOS --config.data.synthetic.num_f
   --config.train.image_size=(96,160) --config.eval.input_size=(96,160)
   --config.train.num_steps=$STEPS --config.train.checkpoint_every=100
   --config.train.log_every=25 --config.loss.start_step=$((STEPS / 6))
-  --config.loss.end_step=$((STEPS * 2 / 3)) --config.eval.pictures=False"
+  --config.loss.end_step=$((STEPS * 2 / 3)) --config.eval.pictures=False $EXTRA"
 
 for RUN in $RUNS; do
   W="$R/$RUN"

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.usefixtures("fast_compile_cached")
 def test_train_evaluate_one_label_per_video(tmp_path):
   config = oneshot_config.get_config("smoke")
   assert config.oneshot.static_pretrain_steps == 1  # both stages run
+  config.clip.augment.enabled = True  # Augmented clips in both stages.
   run = str(tmp_path / "run")
   metrics = train.train_and_evaluate(config, run)
   assert 0.0 <= metrics["global"]["J&F-Mean"] <= 1.0
@@ -37,7 +38,7 @@ def test_train_evaluate_one_label_per_video(tmp_path):
     assert x["labelled_fraction"] == pytest.approx(len(videos) / frames)
     assert np.isfinite(x["loss"]) and x["grad_norm"] > 0
 
-  ev = oneshot_config.get_config("smoke")
+  ev = oneshot_config.get_config("smoke")  # (evaluation: no clips)
   ev.mode, ev.restore = "evaluate", os.path.join(run, "checkpoints")
   again = train.train_and_evaluate(ev, str(tmp_path / "eval"))
   assert again["global"]["J&F-Mean"] == pytest.approx(
