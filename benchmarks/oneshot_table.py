@@ -4,12 +4,19 @@ run, labelled fraction (from metrics.jsonl), median fps and training seconds
 per step (from <run>.out).
 
   python benchmarks/oneshot_table.py runs/oneshot16
+
+With several roots (the same runs with different seeds), one row per run:
+each root's J&F, their mean and standard deviation, and the ratio of the
+mean to the supervised mean:
+
+  python benchmarks/oneshot_table.py runs/seeds/s0 runs/seeds/s1 runs/seeds/s2
 """
 
 import datetime
 import json
 import os
 import re
+import statistics
 import sys
 
 RUNS = ("supervised", "t_step", "one_step", "two_step")
@@ -57,5 +64,35 @@ def main(root: str) -> None:
           f"{fps:.2f} | {seconds_per_step(w + '.out')} |")
 
 
+def jf(root: str, name: str) -> float | None:
+  path = os.path.join(root, name, "metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)["global"]["J&F-Mean"]
+
+
+def over_seeds(roots: list[str]) -> None:
+  """Mean and spread of each run's J&F over roots (seeds)."""
+  print("| run | " + " | ".join(roots) + " | mean | std | mean of supervised |")
+  print("|---|" + "---|" * (len(roots) + 3))
+  supervised = None
+  for name in RUNS:
+    scores = [jf(r, name) for r in roots]
+    done = [x for x in scores if x is not None]
+    if not done:
+      continue
+    mean = statistics.mean(done)
+    std = statistics.stdev(done) if len(done) > 1 else float("nan")
+    if name == "supervised":
+      supervised = mean
+    ratio = f"{mean / supervised:.0%}" if supervised else ""
+    cells = " | ".join("" if x is None else f"{x:.4f}" for x in scores)
+    print(f"| {name} | {cells} | {mean:.4f} | {std:.4f} | {ratio} |")
+
+
 if __name__ == "__main__":
-  main(sys.argv[1])
+  if len(sys.argv) > 2:
+    over_seeds(sys.argv[1:])
+  else:
+    main(sys.argv[1])
