@@ -147,6 +147,9 @@ def test_eosvos_starts_from_an_osvos_parent(tmp_path, monkeypatch,
   eosvos.train(config, staged)
   assert open(log).read() == before
   assert _max_gap(read_meta(staged), meta) == 0
+  # Nor is meta.init_from read when the state is restored.
+  config.meta.init_from = str(tmp_path / "no_such_checkpoint")
+  assert eosvos.starting_params(config, staged, model.params) is model.params
 
   # The parent checkpoint given explicitly: no parent stage, its parameters.
   config.meta.init_from = parent_ckpt

@@ -68,10 +68,9 @@ class ClipAugmentConfig:
 
   @classmethod
   def from_config(cls, a) -> "ClipAugmentConfig":
-    """From the `clip.augment` config block."""
-    return cls(tuple(a.scale_range), a.max_rotation_deg, a.max_shift,
-               a.frame_scale, a.frame_rotation_deg, a.frame_shift,
-               a.brightness, a.contrast, a.saturation)
+    """From the `clip.augment` config block (its fields by name)."""
+    kwargs = {f.name: a[f.name] for f in dataclasses.fields(cls)}
+    return cls(**{**kwargs, "scale_range": tuple(kwargs["scale_range"])})
 
 
 def _sym(key: jax.Array, limit: float, shape=()) -> jax.Array:

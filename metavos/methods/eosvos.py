@@ -4,7 +4,8 @@ train: the model initialisation and neuron-level learning rates are
 meta-learned on tasks (sequence, object) with `metavos.meta.meta_step`,
 starting from `meta.init_from` (a parent checkpoint), or from an OSVOS parent
 network trained first in `<workdir>/parent` (`parent.num_steps` > 0, OSVOS's
-own trainer), or from the model's initialisation.
+own trainer), or from the model's initialisation; a resumed or
+`config.restore`d run reads none of these.
 evaluate: e-OSVOS-T (T steps on the first frame) and, with
 `finetune.online_interval > 0`, e-OSVOS-T-OnA.
 """
@@ -78,13 +79,14 @@ def parent_stage_config(config: ml_collections.ConfigDict
 
 def starting_params(config: ml_collections.ConfigDict, workdir: str, params):
   """The parameters meta-training starts from (see the module docstring)."""
-  if config.meta.init_from:  # e.g. an OSVOS parent network with this model
-    return checkpoint.restore_subtree(config.meta.init_from, "params", params)
   if config.restore or checkpoint.has_checkpoint(
       os.path.join(workdir, "checkpoints")):
     # The meta-training state is restored (resume, or config.restore): the
-    # starting point is not read, so no parent stage and no data loading.
+    # starting point is not read, so neither meta.init_from nor a parent
+    # stage is loaded or trained.
     return params
+  if config.meta.init_from:  # e.g. an OSVOS parent network with this model
+    return checkpoint.restore_subtree(config.meta.init_from, "params", params)
   if config.parent.num_steps > 0:
     parent_dir = os.path.join(workdir, "parent")
     logging.info("Parent stage: %d OSVOS steps in %s",

@@ -82,7 +82,9 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
     if o.static_pretrain_steps:  # Static: no synthesis is compiled when off.
       batch = with_static_clips(batch, static_key,
                                 step < o.static_pretrain_steps, static_cfg)
-    if aug is not None:  # After the static warps: both stages are augmented.
+    # After the static warps, so both stages are augmented; a key folded
+    # from `rng` leaves the loss and static draws as they are without it.
+    if aug is not None:
       batch = clip_augment.augment_batch(jax.random.fold_in(rng, 1), batch,
                                          aug)
     p = losses.bootstrap_fraction(step, b.start_step, b.end_step, b.final_p)
