@@ -25,9 +25,13 @@ FIRST = _smoke_run.OVERRIDES["train.checkpoint_every"]
 LAST = _smoke_run.OVERRIDES["train.num_steps"]
 
 
-def _launch(workdir, log_path):
+def _launch(workdir, log_path, cache_dir):
+  # One persistent compilation cache for both processes: the resumed run
+  # loads the killed run's programs instead of compiling them again.
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+             JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+             JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   log = open(log_path, "w")
   return subprocess.Popen(
       [sys.executable, "-m", "metavos.main", *_smoke_run.cli_args(workdir)],
@@ -58,7 +62,7 @@ def test_kill_9_then_the_same_command_resumes_exactly(tmp_path):
   workdir = tmp_path / "run"
   ckpt_dir = workdir / "checkpoints"
 
-  proc, log = _launch(workdir, tmp_path / "killed.log")
+  proc, log = _launch(workdir, tmp_path / "killed.log", tmp_path / "cache")
   try:
     _wait_for_checkpoint(proc, ckpt_dir, FIRST, tmp_path / "killed.log")
     os.kill(proc.pid, signal.SIGKILL)
@@ -72,7 +76,7 @@ def test_kill_9_then_the_same_command_resumes_exactly(tmp_path):
     at_kill = ckpt.latest_step()
   assert FIRST <= at_kill < LAST, at_kill  # killed mid-run
 
-  proc, log = _launch(workdir, tmp_path / "resumed.log")
+  proc, log = _launch(workdir, tmp_path / "resumed.log", tmp_path / "cache")
   try:
     proc.wait(timeout=300)
   finally:

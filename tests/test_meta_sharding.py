@@ -56,4 +56,6 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_meta_gradient_same_on_8_and_1_devices():
-  run_on_fake_devices(SCRIPT, marker="WORST")
+  # Full XLA optimisation: without it the two programs' float32 sums drift
+  # to ~2e-5 apart, past the 1e-5 the sharding must meet.
+  run_on_fake_devices(SCRIPT, marker="WORST", fast_compile=False)
