@@ -10,7 +10,8 @@ import pytest
 
 from configs import twoshot as twoshot_config
 from metavos.data import clips, davis, labels, sampling
-from metavos.memory import bank, network, propagate, pseudo_labels
+from metavos.memory import (bank, clip_augment, network, propagate,
+                            pseudo_labels)
 from metavos.methods import stcn, twoshot
 from metavos.runtime import checkpoint, metric_writer, sharding
 
@@ -141,3 +142,32 @@ def test_phase1_runs_warmup_then_teacher_with_another_network(
   # Resumed: nothing left to do, the same state.
   again = twoshot.phase1(config, str(tmp_path), build)
   assert int(again["step"]) == 3
+
+
+def test_clip_augmentation_reaches_the_two_shot_step(synthetic_root):
+  """With `clip.augment` on, the step trains on the batch augmented with
+  its own key: the same loss as the plain step on that augmented batch."""
+  config = twoshot_config.get_config("smoke")
+  config.twoshot.teacher_threshold = 0.5
+  videos = sampling.prepare(
+      davis.DavisDataset(synthetic_root, split="train"), (48, 64))
+  sampler = clips.ClipSampler(videos, 3, 2, 2, 0,
+                              labels.random_label_set(videos, 2, 0), True)
+  batch, key = sampler.sample(0, 2), jax.random.key(5)
+  mesh = sharding.make_mesh()
+  fns, params = ToyFns(), _toy_params()
+
+  def loss_of(cfg, b):
+    update = twoshot.make_update(cfg, twoshot.make_losses(cfg, fns)[
+        "teacher"], mesh, 0.5, ema=True)
+    state = twoshot.init_state(params, stcn.make_optimizer(cfg), mesh, True)
+    _, metrics = update(state, sharding.shard_batch(b, mesh), key)
+    return float(metrics["loss"])
+
+  augmented = config.copy_and_resolve_references()
+  augmented.clip.augment.enabled = True
+  aug = clip_augment.from_clip_config(augmented.clip)
+  by_hand = jax.device_get(clip_augment.augment_batch(key, batch, aug))
+  on, off = loss_of(augmented, batch), loss_of(config, batch)
+  assert on == pytest.approx(loss_of(config, by_hand), rel=1e-5)
+  assert abs(on - off) > 1e-4  # the augmentation changed what was trained on
