@@ -95,6 +95,7 @@ def train_config() -> ml_collections.ConfigDict:
   t.checkpoint_every = 100    # Steps between checkpoints.
   t.max_checkpoints = 3       # Checkpoints kept.
   t.tensorboard = True        # Also write TensorBoard event files.
+  t.init_from = ""            # Checkpoint whose "params" start a fresh run (new optimiser, step 0), e.g. a static-image pre-training; read only when neither the workdir nor config.restore has a checkpoint. e-OSVOS: meta.init_from.
   return t
 
 

@@ -113,6 +113,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config("stcn")
   c.memory = memory_config()
   c.clip = clip_config()
+  # Static-image pre-training (STCN's stage 0): each clip is its first frame
+  # repeated, the motion made by clip.augment's per-frame warps (needs
+  # clip.augment.enabled; widen frame_scale/frame_rotation_deg/frame_shift).
+  # Its checkpoint can start any memory-network run: train.init_from.
+  c.clip.static_frames = False
   c.labels = labels_config()
   c.optim = optim_config()
   c.loss = loss_config()

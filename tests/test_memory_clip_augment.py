@@ -11,6 +11,7 @@ import pytest
 
 from configs import stcn as stcn_config
 from metavos.memory import clip_augment
+from metavos.methods import stcn
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -120,3 +121,22 @@ def test_config_block_switches_it_on_and_bad_ranges_raise():
     clip_augment.ClipAugmentConfig(scale_range=(1.2, 1.0))
   with pytest.raises(ValueError, match="max_shift"):
     clip_augment.ClipAugmentConfig(max_shift=-0.1)
+
+
+def test_static_batch_repeats_each_clips_first_frame():
+  batch = _batch()  # Every frame of a clip differs.
+  batch["labelled"] = jnp.array([[True, False, False]] * 2)
+  out = clip_augment.static_batch(batch)
+  for key in ("frames", "masks", "valid", "labelled"):
+    assert out[key].shape == batch[key].shape
+    for t in range(3):
+      np.testing.assert_array_equal(out[key][:, t], batch[key][:, 0])
+  np.testing.assert_array_equal(out["present"], batch["present"])
+  assert not np.array_equal(batch["masks"][:, 1], batch["masks"][:, 0])
+
+
+def test_static_frames_without_augmentation_raise():
+  config = stcn_config.get_config("smoke")
+  config.clip.static_frames = True
+  with pytest.raises(ValueError, match="clip.augment.enabled"):
+    stcn.make_update(config, None, None, 1.0)

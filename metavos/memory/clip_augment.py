@@ -147,6 +147,15 @@ def augment_batch(key: jax.Array, batch: dict, cfg: ClipAugmentConfig
           "masks": masks, "valid": valid}
 
 
+def static_batch(batch: dict) -> dict:
+  """Every clip of a batch becomes its first frame repeated: frames, masks,
+  void maps and label flags (static-image pre-training; `augment_batch`
+  afterwards makes the motion)."""
+  repeat = lambda x: jnp.broadcast_to(x[:, :1], x.shape)
+  return {**batch, **{k: repeat(batch[k]) for k in
+                      ("frames", "masks", "valid", "labelled") if k in batch}}
+
+
 def from_clip_config(clip) -> ClipAugmentConfig | None:
   """The `clip.augment` block as a config, or None when it is off (then no
   augmentation is compiled into the training step)."""

@@ -97,6 +97,10 @@ def starting_params(config: ml_collections.ConfigDict, workdir: str, params):
 
 
 def train(config: ml_collections.ConfigDict, workdir: str):
+  if config.train.init_from:
+    raise ValueError("e-OSVOS starts its initialisation from meta.init_from "
+                     "(a parent checkpoint), not train.init_from: set "
+                     f"--config.meta.init_from={config.train.init_from}.")
   mesh = sharding.make_mesh(config.num_devices or None)
   model = setup.build_model(config, config.seed)
   sampler = sampling.TaskSampler(setup.train_videos(config, workdir),

@@ -132,7 +132,8 @@ def train(config: ml_collections.ConfigDict, workdir: str):
           params, stcn.make_optimizer(config), mesh),
       update=make_update(config, fns, mesh, fraction),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-      items_per_step=config.train.batch_size)
+      items_per_step=config.train.batch_size,
+      init_from=config.train.init_from)
   return state["params"], fns
 
 

@@ -93,7 +93,8 @@ def train(config: ml_collections.ConfigDict, workdir: str):
           model.params, make_optimizer(config), mesh),
       update=make_update(config, model, mesh),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-      items_per_step=config.train.batch_size)
+      items_per_step=config.train.batch_size,
+      init_from=config.train.init_from)
   return state["params"], model
 
 

@@ -57,8 +57,15 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
   loss_fn = functools.partial(clip_loss, fns=fns, unroll=setup.unroll(config),
                               remat=config.memory.remat)
   aug = clip_augment.from_clip_config(config.clip)
+  static = config.clip.get("static_frames", False)
+  if static and aug is None:
+    raise ValueError("clip.static_frames repeats each clip's first frame; "
+                     "without motion there is nothing to learn: set "
+                     "--config.clip.augment.enabled=True.")
 
   def update(state, batch, rng):
+    if static:
+      batch = clip_augment.static_batch(batch)
     if aug is not None:  # The only randomness of supervised clip training.
       batch = clip_augment.augment_batch(rng, batch, aug)
     p = losses.bootstrap_fraction(state["step"], b.start_step, b.end_step,
@@ -92,7 +99,8 @@ def train(config: ml_collections.ConfigDict, workdir: str):
           params, make_optimizer(config), mesh),
       update=make_update(config, fns, mesh, fraction),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-      items_per_step=config.train.batch_size)
+      items_per_step=config.train.batch_size,
+      init_from=config.train.init_from)
   return state["params"], fns
 
 

@@ -6,7 +6,10 @@ function; checkpoints, logs, the NaN guard, sharding and randomness are the
 same for all methods.
 
 Resume order (documented in README): (1) the latest checkpoint in
-`<workdir>/checkpoints`; (2) `config.restore`; (3) fresh initialisation.
+`<workdir>/checkpoints`; (2) `config.restore` (the whole state: a
+continuation); (3) fresh initialisation, whose parameters come from
+`init_from` when a method passes `config.train.init_from` (parameters only:
+fresh optimiser, step 0).
 Randomness is derived from `fold_in(seed, step)` and the data position is
 the step, so a resumed run sees exactly the batches and keys of an
 uninterrupted one.
@@ -15,7 +18,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +34,8 @@ State = dict[str, Any]  # must hold "step": int32 scalar array
 def run(config: ml_collections.ConfigDict, workdir: str, *,
         mesh: jax.sharding.Mesh, init_state: Callable[[], State],
         update: Callable, sample: Callable[[int], dict],
-        items_per_step: int = 0) -> State:
+        items_per_step: int = 0, init_from: str = "",
+        init_keys: Sequence[str] = ("params",)) -> State:
   """Trains until `config.train.num_steps`; returns the final state.
 
   Args:
@@ -42,12 +46,20 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     update: jitted `(state, batch, rng) -> (state, metrics)`.
     sample: `step -> this process's numpy batch` (deterministic in step).
     items_per_step: global items per step, for the throughput line.
+    init_from: a checkpoint whose "params" replace the fresh state's
+      `init_keys` entries; read only when (1) and (2) find nothing.
+    init_keys: the state entries `init_from` fills (a two-shot teacher
+      starts equal to its student: ("params", "teacher")).
   """
   t = config.train
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=t.max_checkpoints)
   state, _, source = checkpoint.restore_or_init(
       ckpt, config.restore, init_state)
+  if source == "init" and init_from:
+    for key in init_keys:
+      state[key] = checkpoint.restore_subtree(init_from, "params", state[key])
+    source = f"init, params from {init_from}"
   start = int(jax.device_get(state["step"]))
   logging.info("Training from step %d (%s)", start, source)
   writer = metric_writer.MetricWriter(

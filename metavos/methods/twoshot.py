@@ -214,7 +214,8 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
         _stage_config(config, end), run_dir, mesh=mesh, init_state=init,
         update=make_update(full, loss_fns[name], mesh, fraction, ema=True),
         sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-        items_per_step=config.train.batch_size)
+        items_per_step=config.train.batch_size,
+        init_from=config.train.init_from, init_keys=("params", "teacher"))
   return state
 
 

@@ -1,0 +1,77 @@
+"""metavos.methods.train_loop: starting a fresh run from another run's
+parameters (`train.init_from`), without reading it on resume."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import common
+from configs import eosvos as eosvos_config
+from metavos.methods import eosvos, train_loop
+from metavos.runtime import sharding
+
+
+def _config(num_steps):
+  config = common.base_config("stcn")
+  config.train.num_steps = num_steps
+  config.train.checkpoint_every = 1
+  config.train.log_every = 1
+  config.train.tensorboard = False
+  return config
+
+
+def _run(config, workdir, init_from="", init_keys=("params",)):
+  """A toy method: SGD with rate 1 on a loss whose gradient is 1, so
+  every step subtracts 1 from `w`; a "teacher" copy is never updated."""
+  mesh = sharding.make_mesh(1)
+  tx = optax.sgd(1.0)
+
+  def update(state, batch, rng):
+    del batch, rng
+    grads = jax.tree.map(jnp.ones_like, state["params"])
+    updates, opt = tx.update(grads, state["opt_state"], state["params"])
+    return {**state, "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt, "step": state["step"] + 1}, {"loss": 0.0}
+
+  params = {"w": jnp.zeros((3,))}
+  return train_loop.run(
+      config, str(workdir), mesh=mesh,
+      init_state=lambda: train_loop.initial_state(params, tx, mesh,
+                                                  teacher=params),
+      update=train_loop.jit_update(update, mesh),
+      sample=lambda step: {"x": np.zeros((1, 1), np.float32)},
+      init_from=init_from, init_keys=init_keys)
+
+
+def test_init_from_fills_a_fresh_run_and_is_not_read_on_resume(tmp_path):
+  source = _run(_config(3), tmp_path / "source")
+  np.testing.assert_array_equal(source["params"]["w"], -3.0)
+  ckpt = str(tmp_path / "source" / "checkpoints")
+
+  state = _run(_config(2), tmp_path / "run", ckpt, ("params", "teacher"))
+  assert int(state["step"]) == 2  # a fresh run: step 0, not 3
+  np.testing.assert_array_equal(state["params"]["w"], -5.0)
+  np.testing.assert_array_equal(state["teacher"]["w"], -3.0)
+
+  student_only = _run(_config(1), tmp_path / "student", ckpt)
+  np.testing.assert_array_equal(student_only["params"]["w"], -4.0)
+  np.testing.assert_array_equal(student_only["teacher"]["w"], 0.0)
+
+  # Resumed from its own checkpoint: init_from is not even opened.
+  again = _run(_config(3), tmp_path / "run", str(tmp_path / "missing"))
+  assert int(again["step"]) == 3
+  np.testing.assert_array_equal(again["params"]["w"], -6.0)
+
+
+def test_init_from_that_does_not_exist_fails_on_a_fresh_run(tmp_path):
+  with pytest.raises(Exception, match="missing"):
+    _run(_config(1), tmp_path / "run", str(tmp_path / "missing"))
+
+
+def test_eosvos_points_to_meta_init_from(tmp_path):
+  config = eosvos_config.get_config("smoke")
+  config.train.init_from = "somewhere/checkpoints"
+  with pytest.raises(ValueError, match="meta.init_from=somewhere"):
+    eosvos.train(config, str(tmp_path))
