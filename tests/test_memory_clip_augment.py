@@ -9,9 +9,12 @@ import ml_collections
 import numpy as np
 import pytest
 
+from _toy_memory import ToyFns, toy_params
 from configs import stcn as stcn_config
+from metavos.data import clips, davis, sampling
 from metavos.memory import clip_augment
-from metavos.methods import stcn
+from metavos.methods import stcn, train_loop
+from metavos.runtime import sharding
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 
@@ -133,6 +136,31 @@ def test_static_batch_repeats_each_clips_first_frame():
       np.testing.assert_array_equal(out[key][:, t], batch[key][:, 0])
   np.testing.assert_array_equal(out["present"], batch["present"])
   assert not np.array_equal(batch["masks"][:, 1], batch["masks"][:, 0])
+
+
+def test_static_frames_reach_the_stcn_step(synthetic_root):
+  """clip.static_frames: the step trains on the batch made static and then
+  augmented with the step key, i.e. the same loss as the augmented step on
+  `static_batch` of it."""
+  config = stcn_config.get_config("smoke")
+  config.clip.augment.enabled = True
+  videos = sampling.prepare(
+      davis.DavisDataset(synthetic_root, split="train"), (48, 64))
+  batch = clips.ClipSampler(videos, 3, 2, 2, 0).sample(0, 2)
+  mesh, key = sharding.make_mesh(), jax.random.key(5)
+  fns, params = ToyFns(), toy_params()
+
+  def loss_of(cfg, b):
+    update = stcn.make_update(cfg, fns, mesh, 1.0)
+    state = train_loop.initial_state(params, stcn.make_optimizer(cfg), mesh)
+    return float(update(state, sharding.shard_batch(b, mesh), key)[1]["loss"])
+
+  static = config.copy_and_resolve_references()
+  static.clip.static_frames = True
+  by_hand = jax.device_get(clip_augment.static_batch(batch))
+  on = loss_of(static, batch)
+  assert on == pytest.approx(loss_of(config, by_hand), rel=1e-5)
+  assert abs(on - loss_of(config, batch)) > 1e-4  # the clips did change
 
 
 def test_static_frames_without_augmentation_raise():

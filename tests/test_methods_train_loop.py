@@ -10,7 +10,7 @@ import pytest
 from configs import common
 from configs import eosvos as eosvos_config
 from metavos.methods import eosvos, train_loop
-from metavos.runtime import sharding
+from metavos.runtime import checkpoint, sharding
 
 
 def _config(num_steps):
@@ -66,7 +66,8 @@ def test_init_from_fills_a_fresh_run_and_is_not_read_on_resume(tmp_path):
 
 
 def test_init_from_that_does_not_exist_fails_on_a_fresh_run(tmp_path):
-  with pytest.raises(Exception, match="missing"):
+  with pytest.raises(checkpoint.CheckpointError,
+                     match="missing: config.train.init_from: does not exist"):
     _run(_config(1), tmp_path / "run", str(tmp_path / "missing"))
 
 

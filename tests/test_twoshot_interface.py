@@ -1,8 +1,6 @@
 """Two-shot training depends only on the memory-network interface: a toy
 network with a different parameter tree trains and pseudo-labels."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,67 +8,13 @@ import pytest
 
 from configs import twoshot as twoshot_config
 from metavos.data import clips, davis, labels, sampling
-from metavos.memory import (bank, clip_augment, network, propagate,
-                            pseudo_labels)
+from _toy_memory import ToyFns, toy_params
+from metavos.memory import clip_augment, propagate, pseudo_labels
 from metavos.methods import stcn, twoshot
 from metavos.runtime import checkpoint, metric_writer, sharding
 
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
-
-
-def _pool(x, s):
-  """Average-pools the (H, W) axes (the 2nd and 3rd from last) by s."""
-  *lead, h, w, c = x.shape
-  return x.reshape(*lead, h // s, s, w // s, s, c).mean((-4, -2))
-
-
-@dataclasses.dataclass(frozen=True)
-class ToyFns:
-  """Linear keys and values of pooled pixels: nothing like MemoryNetwork
-  (no nnx module; a plain dict of 4 arrays), same interface."""
-  stride: int = 8
-
-  def encode_key(self, params, frames):
-    x = _pool(frames, self.stride)
-    return {"key": x @ params["key"], "f16": x}
-
-  def encode_value(self, params, frame, f16, masks):
-    m = _pool(masks[..., None], self.stride)  # (K, h, w, 1)
-    return m * params["value"] + (f16 @ params["mix"])[None]
-
-  def decode(self, params, readout, feats, size):
-    small = (readout @ params["out"])[..., 0]
-    return jax.image.resize(small, small.shape[:1] + tuple(size), "bilinear")
-
-  def predict(self, params, memory, feats, size, present=None, top_k=None):
-    read = bank.readout(memory, feats["key"], top_k)
-    return network.aggregate(self.decode(params, read, feats, size), present)
-
-  def memorize(self, params, memory, frame, feats, masks, permanent=False):
-    value = self.encode_value(params, frame, feats["f16"], masks)
-    return bank.add(memory, feats["key"], value, permanent)
-
-  def new_memory(self, params, frame, feats, masks, capacity,
-                 num_permanent=1):
-    value = self.encode_value(params, frame, feats["f16"], masks)
-    memory = bank.empty(capacity, feats["key"].shape, value.shape,
-                        num_permanent, value.dtype)
-    return bank.add(memory, feats["key"], value, permanent=True)
-
-  def segment(self, params, memory, frame, present=None, top_k=None):
-    feats = jax.tree.map(lambda x: x[0], self.encode_key(params, frame[None]))
-    logits = self.predict(params, memory, feats, frame.shape[:2], present,
-                          top_k)
-    return jax.nn.softmax(logits, axis=0)
-
-
-def _toy_params():
-  keys = jax.random.split(jax.random.key(0), 4)
-  return {"key": jax.random.normal(keys[0], (3, 4)),
-          "value": jax.random.normal(keys[1], (1, 6)),
-          "mix": jax.random.normal(keys[2], (3, 6)),
-          "out": jax.random.normal(keys[3], (6, 1))}
 
 
 def test_phase1_teacher_update_with_another_network(synthetic_root):
@@ -83,7 +27,7 @@ def test_phase1_teacher_update_with_another_network(synthetic_root):
   label_set = labels.random_label_set(videos, 2, 0)
   sampler = clips.ClipSampler(videos, 3, 2, 2, 0, label_set, True)
   mesh = sharding.make_mesh()
-  fns, params = ToyFns(), _toy_params()
+  fns, params = ToyFns(), toy_params()
   update = twoshot.make_update(config, twoshot.make_losses(config, fns)[
       "teacher"], mesh, 0.5, ema=True)
   state = twoshot.init_state(params, stcn.make_optimizer(config), mesh, True)
@@ -112,7 +56,7 @@ def test_phase1_teacher_update_with_another_network(synthetic_root):
 def test_pseudo_labels_with_another_network(synthetic_root):
   video = davis.DavisDataset(synthetic_root, split="train").load(
       "synthetic-000")
-  seg = propagate.MemorySegmenter(ToyFns(), _toy_params(),
+  seg = propagate.MemorySegmenter(ToyFns(), toy_params(),
                                   propagate.PropagateConfig(2, 3, None))
   pred = pseudo_labels.pseudo_label_video(seg, video, [1, 4])
   assert pred.shape == video.masks.shape and pred.dtype == np.uint8
@@ -126,7 +70,7 @@ def test_phase1_runs_warmup_then_teacher_with_another_network(
   config = twoshot_config.get_config("smoke")  # warm-up 1 of 3 steps
   config.data.root = str(synthetic_root)
   config.twoshot.teacher_threshold = 0.5
-  build = lambda c: (ToyFns(), _toy_params())
+  build = lambda c: (ToyFns(), toy_params())
   state = twoshot.phase1(config, str(tmp_path), build)
   lines = metric_writer.read_metrics(tmp_path / "phase1" / "metrics.jsonl")
   assert [x["step"] for x in lines] == [1, 2, 3]
@@ -136,7 +80,7 @@ def test_phase1_runs_warmup_then_teacher_with_another_network(
   assert int(state["step"]) == 3
   # The toy's parameter tree, student and teacher, is what was saved.
   saved = checkpoint.restore_subtree(tmp_path / "phase1" / "checkpoints",
-                                     "teacher", _toy_params())
+                                     "teacher", toy_params())
   for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(state["teacher"])):
     np.testing.assert_array_equal(a, b)
   # Resumed: nothing left to do, the same state.
@@ -155,7 +99,7 @@ def test_clip_augmentation_reaches_the_two_shot_step(synthetic_root):
                               labels.random_label_set(videos, 2, 0), True)
   batch, key = sampler.sample(0, 2), jax.random.key(5)
   mesh = sharding.make_mesh()
-  fns, params = ToyFns(), _toy_params()
+  fns, params = ToyFns(), toy_params()
 
   def loss_of(cfg, b):
     update = twoshot.make_update(cfg, twoshot.make_losses(cfg, fns)[

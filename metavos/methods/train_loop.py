@@ -57,8 +57,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   state, _, source = checkpoint.restore_or_init(
       ckpt, config.restore, init_state)
   if source == "init" and init_from:
-    for key in init_keys:
-      state[key] = checkpoint.restore_subtree(init_from, "params", state[key])
+    try:
+      params = checkpoint.restore_subtree(init_from, "params",
+                                          state[init_keys[0]])
+    except checkpoint.CheckpointError as e:
+      raise checkpoint.CheckpointError(
+          e.path, f"config.train.init_from: {e.problem}", e.fix) from e
+    for key in init_keys:  # each entry its own copy (the update donates)
+      state[key] = jax.tree.map(jnp.copy, params)
     source = f"init, params from {init_from}"
   start = int(jax.device_get(state["step"]))
   logging.info("Training from step %d (%s)", start, source)
