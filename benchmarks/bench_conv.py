@@ -3,8 +3,10 @@
   python -m benchmarks.bench_conv [--batch 3 --height 240 --width 427 --channels 32]
 
 Times the forward pass and forward + both gradients, and the weight-gradient
-alternatives tried (per-tap slices, im2col concat), so the choice in
-metavos/models/conv.py can be re-checked on another machine.
+alternatives tried (lax's, one matmul per kernel tap over the whole image,
+whole-image im2col + one matmul, and metavos' im2col in row blocks of
+several sizes), so the choice in metavos/models/conv.py can be re-checked
+on another machine.
 """
 
 import argparse
@@ -37,6 +39,12 @@ def main():
   def both_grads(f):
     return jax.jit(jax.grad(lambda x, k: (f(x, k) * g).sum(), (0, 1)))
 
+  def wgrad_per_tap(x, g):
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    g2 = g.reshape(-1, c)
+    return jnp.stack([jnp.stack([xp[:, i:i + h, j:j + w, :].reshape(-1, c).T
+                                 @ g2 for j in range(3)]) for i in range(3)])
+
   def wgrad_concat(x, g):
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(3)
@@ -56,10 +64,16 @@ def main():
   wg_lax = jax.jit(lambda x, g: jax.vjp(lambda k: lax_conv(x, k), k)[1](g)[0])
   wg_ours = jax.jit(lambda x, g: jax.vjp(lambda k: conv.conv_same(x, k),
                                          k)[1](g)[0])
-  for name, f in [("lax", wg_lax), ("metavos per-tap", wg_ours),
-                  ("im2col concat", jax.jit(wgrad_concat))]:
+  rows = conv.block_rows(x.shape, (3, 3))
+  variants = [("lax", wg_lax), ("per-tap matmuls", jax.jit(wgrad_per_tap)),
+              ("im2col concat", jax.jit(wgrad_concat)),
+              (f"metavos ({rows} rows/block)", wg_ours)]
+  for r in sorted({1, 2, 4, 8} - {rows}):
+    variants.append((f"row blocks of {r}", jax.jit(
+        lambda x, g, r=r: conv.weight_grad_blocked(x, g, 3, 3, r))))
+  for name, f in variants:
     t = common.time_fn(f, x, g, repeats=5)
-    print(f"weight gradient only, {name:16s} {t * 1e3:8.1f} ms")
+    print(f"weight gradient only, {name:24s} {t * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,33 @@ def test_other_cases_fall_back_to_lax():
   expected = lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)),
                                       dimension_numbers=DN)
   np.testing.assert_allclose(strided, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4, 9, None])
+def test_blocked_weight_gradient_any_block_size(rows):
+  """Row blocks that do not divide the height (zero-padded) change nothing."""
+  x = jax.random.normal(jax.random.key(5), (2, 9, 7, 3))
+  g = jax.random.normal(jax.random.key(6), (2, 9, 7, 4))
+  k = jnp.zeros((3, 5, 3, 4))
+  expected = jax.vjp(lambda k: _lax(x, k, ((1, 1), (2, 2))), k)[1](g)[0]
+  got = jax.jit(conv.weight_grad_blocked, static_argnums=(2, 3, 4))(
+      x, g, 3, 5, rows)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_block_rows_bounded_by_height_and_bytes():
+  assert conv.block_rows((3, 240, 427, 32), (3, 3)) == 1   # 1.5 MB per row
+  assert conv.block_rows((1, 5, 4, 2), (3, 3)) == 5        # whole image
+  rows = conv.block_rows((3, 240, 427, 3), (3, 3))
+  assert 1 < rows < 240
+  assert rows * 3 * 427 * 9 * 3 * 4 <= conv._BLOCK_BYTES
+
+
+def test_cpu_gradient_uses_the_blocked_loop():
+  """On CPU the weight gradient is the row-block loop, not XLA's."""
+  x = jnp.ones((1, 8, 2048, 16))          # 1.2 MB of patches per row
+  k = jnp.ones((3, 3, 16, 16))
+  assert conv.block_rows(x.shape, k.shape) == 1
+  hlo = jax.jit(jax.grad(lambda k: conv.conv_same(x, k).sum())).lower(
+      k).compile().as_text()
+  assert "while" in hlo
