@@ -10,7 +10,7 @@ gradient a few image rows at a time: each block's patches (about
 `_BLOCK_BYTES`) are built and multiplied while they are still in cache, so
 the 9x larger patch matrix of the whole image never goes through memory.
 Measured on the same layer: 104 ms (`benchmarks/bench_conv.py`). On other
-platforms the weight gradient is XLA's own (`lax.platform_dependent`).
+platforms (the default backend when tracing) the weight gradient is XLA's own.
 Every other case (strides, dilation, groups, asymmetric padding) goes to
 `lax.conv_general_dilated` unchanged.
 
@@ -97,9 +97,12 @@ def _bwd(res, g):
   kh, kw = k.shape[:2]
   # d/dx: correlation of g with the flipped kernel, in/out channels swapped.
   gx = _same_conv(g, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2))
-  gk = lax.platform_dependent(
-      x, g, k, cpu=lambda x, g, k: weight_grad_blocked(x, g, kh, kw),
-      default=_weight_grad_xla)
+  # Chosen when tracing, for the default backend (what jit runs on unless
+  # told otherwise): lax.platform_dependent would compile both branches.
+  if jax.default_backend() == "cpu":
+    gk = weight_grad_blocked(x, g, kh, kw)
+  else:
+    gk = _weight_grad_xla(x, g, k)
   return gx, gk.astype(k.dtype)
 
 
