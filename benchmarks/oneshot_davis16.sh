@@ -2,7 +2,9 @@
 # One-shot training against supervised STCN on the real DAVIS 2016 240p
 # videos (train on train-no-dev, score dev), on this 2-core CPU box:
 #   supervised  configs/stcn.py:davis16_cpu     every annotated frame labelled
-#   t_step      configs/oneshot.py:davis16_cpu  first frame of each video only
+#   t_step      configs/oneshot.py:davis16_cpu  one labelled frame per video
+#               (a random one since session 6; earlier rows: the first,
+#               --config.labels.kind=first)
 #   one_step    the same, 1-step backward
 #   two_step    the same, 2-step backward through a random frame
 # All runs take the same number of steps (the cosine schedule ends there).

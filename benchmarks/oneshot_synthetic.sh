@@ -3,7 +3,9 @@
 # has: synthetic videos (metavos.data.synthetic, made in each run's workdir,
 # the same bytes for every run), one object each, 96x160, 16 frames; the
 # first two thirds train, the last third is scored. Same network and step
-# budget for both runs; one-shot sees the first frame of each video only.
+# budget for both runs; one-shot sees one labelled frame of each video only
+# (configs/oneshot.py's labels: a random annotated frame since session 6;
+# the rows of BENCHMARKS.md run before that add --config.labels.kind=first).
 #
 #   bash benchmarks/oneshot_synthetic.sh [ROOT] [NUM_VIDEOS] [STEPS] [RUNS] [EXTRA FLAGS]
 #   bash benchmarks/oneshot_synthetic.sh runs/synth_oneshot 120 500

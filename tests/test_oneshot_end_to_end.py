@@ -30,7 +30,12 @@ def test_train_evaluate_one_label_per_video(tmp_path):
 
   videos = setup.train_videos(config, run)
   used = labels.load(os.path.join(run, "labels.json"), videos)
-  assert used == {v.name: [0] for v in videos}  # kind=first: frame 0 only
+  # kind=random, per_video=1: one annotated frame of each video, the draw
+  # of labels.seed.
+  assert (config.labels.kind, config.labels.per_video) == ("random", 1)
+  assert used == labels.random_label_set(videos, 1, config.labels.seed)
+  assert all(len(used[v.name]) == 1 and v.annotated[used[v.name][0]]
+             for v in videos)
   frames = sum(int(np.sum(v.annotated)) for v in videos)
   lines = [json.loads(x) for x in open(os.path.join(run, "metrics.jsonl"))]
   assert [x["step"] for x in lines] == [1, 2, 3]
