@@ -32,6 +32,8 @@ def memory_config() -> ml_collections.ConfigDict:
   m.value_dim = 128           # Channels of memory values.
   m.decoder_dim = 64          # Channels of the decoder.
   m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
+  m.key_pretrained = ""       # Local torchvision ResNet state dict (.npz/.pth) of key_backbone's architecture for the key encoder; "" = random init.
+  m.value_pretrained = ""     # The same for the value encoder (value_backbone's architecture); layer4 of the file is dropped.
   m.mem_every = 5             # Inference: add a frame to memory every N frames.
   m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
   m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.

@@ -225,3 +225,31 @@ def test_pth_loading_and_parity_with_torch_reference(tmp_path):
   for a, b in zip(ours, theirs):
     assert a.shape == b.shape
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_memory_network_encoders_load_pretrained(tiny_npz):
+  """STCN-style encoders (stride 16) take a torchvision file; its layer4 is
+  dropped and every other parameter of the network keeps its initialisation."""
+  from configs import stcn  # pylint: disable=g-import-not-at-top
+  from metavos.memory import network  # pylint: disable=g-import-not-at-top
+  path, sd = tiny_npz
+  cfg = stcn.memory_config()
+  cfg.key_backbone = cfg.value_backbone = "tiny"
+  cfg.key_dim = cfg.value_dim = cfg.decoder_dim = 8
+  _, plain = network.build(cfg, nnx.Rngs(0))
+  cfg.key_pretrained = cfg.value_pretrained = str(path)
+  _, loaded = network.build(cfg, nnx.Rngs(0))
+  for enc in ("key_encoder", "value_encoder"):
+    k = np.asarray(loaded[enc]["layer3"][0]["conv1"]["kernel"][...])
+    np.testing.assert_array_equal(
+        k, sd["layer3.0.conv1.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(loaded[enc]["norm1"]["scale"][...],
+                                  sd["bn1.weight"])
+    assert not np.array_equal(plain[enc]["conv1"]["kernel"][...],
+                              loaded[enc]["conv1"]["kernel"][...])
+  for part in ("key_proj", "mask_stem", "skip4"):
+    for a, b in zip(jax.tree.leaves(plain[part]), jax.tree.leaves(loaded[part])):
+      np.testing.assert_array_equal(a, b)
+  cfg.key_backbone = "small"   # a file of another architecture: named error
+  with pytest.raises(DataError, match="tiny.npz"):
+    network.build(cfg, nnx.Rngs(0))

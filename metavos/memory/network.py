@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from metavos.memory import bank
+from metavos.models import pretrained
 from metavos.models import resnet
 
 Params = Any  # nnx.State of nnx.Param leaves
@@ -287,5 +288,13 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
   net = MemoryNetwork(cfg.key_backbone, cfg.value_backbone, cfg.key_dim,
                       cfg.value_dim, cfg.decoder_dim, cfg.norm_groups,
                       rngs=rngs)
+  # ImageNet weights for the encoders (STCN starts from them). Both stop at
+  # stride 16, so the file's layer4 is dropped; the value encoder's mask
+  # channels have their own stem (`mask_stem`), so its RGB stem loads as is.
+  for encoder, path in ((net.key_encoder, cfg.get("key_pretrained", "")),
+                        (net.value_encoder, cfg.get("value_pretrained", ""))):
+    if path:
+      pretrained.load_pretrained_backbone(encoder, path,
+                                          skip_prefixes=("layer4.",))
   graphdef, params = nnx.split(net, nnx.Param)
   return make_fns(graphdef), params

@@ -56,7 +56,8 @@ class LoadReport:
 
   def summary(self) -> str:
     return (f"{self.source}: loaded {len(self.loaded)} tensors, dropped "
-            f"{len(self.dropped)} (fc and BatchNorm running statistics).")
+            f"{len(self.dropped)} (fc, BatchNorm running statistics and "
+            "stages the backbone lacks).")
 
 
 def torchvision_name(path: PathParts) -> str:
@@ -119,6 +120,7 @@ def convert_state_dict(
     expected: Mapping[PathParts, tuple[int, ...]],
     state_dict: Mapping[str, np.ndarray],
     source: str,
+    skip_prefixes: tuple[str, ...] = (),
 ) -> tuple[dict[PathParts, np.ndarray], LoadReport]:
   """Converts a torchvision state dict to backbone parameter arrays.
 
@@ -126,6 +128,8 @@ def convert_state_dict(
     expected: the backbone's parameter paths and (flax) shapes.
     state_dict: torchvision key -> array.
     source: file name, for error messages.
+    skip_prefixes: keys of stages the backbone deliberately lacks (e.g.
+      "layer4." for a stride-16 encoder): dropped, like `fc.*`.
 
   Returns:
     `(arrays, report)`: path -> array in flax layout, and what was loaded.
@@ -135,7 +139,8 @@ def convert_state_dict(
       message names the file, the key, both shapes and the fix.
   """
   names = {torchvision_name(p): p for p in expected}
-  dropped = tuple(k for k in state_dict if k.startswith("fc.")
+  dropped = tuple(k for k in state_dict
+                  if k.startswith(("fc.",) + tuple(skip_prefixes))
                   or k.endswith(_DROPPED_SUFFIXES))
   unexpected = sorted(set(state_dict) - set(names) - set(dropped))
   if unexpected:
@@ -160,12 +165,15 @@ def convert_state_dict(
 
 
 def load_pretrained_backbone(backbone: resnet.ResNet,
-                             path: str | os.PathLike) -> LoadReport:
+                             path: str | os.PathLike,
+                             skip_prefixes: tuple[str, ...] = ()
+                             ) -> LoadReport:
   """Overwrites `backbone`'s parameters with the weights stored at `path`.
 
   Args:
     backbone: the ResNet to fill (modified in place).
     path: local `.npz` or `.pth` torchvision-layout ResNet state dict.
+    skip_prefixes: see `convert_state_dict`.
 
   Returns:
     A `LoadReport` (also logged).
@@ -176,7 +184,7 @@ def load_pretrained_backbone(backbone: resnet.ResNet,
   params = nnx.state(backbone, nnx.Param)
   expected = {p: tuple(v.shape) for p, v in nnx.to_flat_state(params)}
   arrays, report = convert_state_dict(expected, read_state_dict(path),
-                                      str(path))
+                                      str(path), skip_prefixes)
   nnx.update(backbone, nnx.from_flat_state(
       {p: jnp.asarray(a) for p, a in arrays.items()}))
   logging.info("%s", report.summary())
