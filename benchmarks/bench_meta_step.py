@@ -76,12 +76,14 @@ def task_batch(h: int, w: int, tasks: int):
   }
 
 
-def compile_step(params, apply_fn, batch, unroll, steps, copies, loss):
+def compile_step(params, apply_fn, batch, unroll, steps, copies, loss,
+                 tasks_per_call=0):
   """The jitted first-order meta-step, compiled; and its compile seconds."""
   cfg = meta_step.MetaConfig(
       num_inner_steps=steps, support_copies=copies, loss=loss,
       augment=(("flip", True), ("max_rotation_deg", 30.0),
-               ("scale_range", (0.75, 1.25))), unroll=unroll)
+               ("scale_range", (0.75, 1.25))), unroll=unroll,
+      tasks_per_call=tasks_per_call)
   mp = meta_step.init_meta_params(params, "neuron", 1e-3)
   fn = jax.jit(lambda m, b, r: meta_step.loss_and_grads(
       m, b, r, model=models.dense_model(apply_fn), cfg=cfg))
@@ -91,9 +93,9 @@ def compile_step(params, apply_fn, batch, unroll, steps, copies, loss):
 
 
 def bench_jax(params, apply_fn, batch, unroll, steps, copies, loss,
-              repeats):
+              repeats, tasks_per_call=0):
   compiled, args, compile_s = compile_step(params, apply_fn, batch, unroll,
-                                           steps, copies, loss)
+                                           steps, copies, loss, tasks_per_call)
   step_s = common.time_fn(compiled, *args, repeats=repeats, warmup=1)
   return {"compile_s": compile_s, "step_s": step_s,
           "xla_counted_gflop": common.compiled_flops(compiled) / 1e9}
@@ -161,6 +163,8 @@ def main():
   ap.add_argument("--copies", type=int, default=3)
   ap.add_argument("--tasks", type=int, default=1)
   ap.add_argument("--loss", default="bce")
+  ap.add_argument("--tasks_per_call", type=int, default=0,
+                  help="0: vmap the tasks; N: N tasks at a time, one chunk after another")
   ap.add_argument("--variants",
                   default="unrolled,unrolled-laxconv,torch,rolled")
   args = ap.parse_args()
@@ -197,7 +201,8 @@ def main():
     params, apply_fn = built[not laxconv]
     # The rolled scan is ~30x slower on XLA:CPU: time it once.
     r = bench_jax(params, apply_fn, batch, unroll, args.steps, args.copies,
-                  args.loss, repeats=1 if loop == "rolled" else 3)
+                  args.loss, repeats=1 if loop == "rolled" else 3,
+                  tasks_per_call=args.tasks_per_call)
     r["tasks_per_s"] = args.tasks / r["step_s"]
     r["gflops_per_s"] = gflop / r["step_s"]
     r["fraction_of_matmul_peak"] = r["gflops_per_s"] / peak

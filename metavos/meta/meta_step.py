@@ -40,6 +40,7 @@ class MetaConfig:
   first_order: bool = True
   remat: bool = False
   unroll: bool | int = True
+  tasks_per_call: int = 0     # 0: vmap all local tasks; N: N at a time.
 
 
 def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
@@ -69,14 +70,24 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
 
 def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
                model: interface.VOSModel, cfg: MetaConfig):
-  """Mean task loss over a (vmapped) meta-batch.
+  """Mean task loss over a meta-batch (vmapped, or `cfg.tasks_per_call`
+  tasks at a time).
 
   Args:
     keys: one PRNG key per task, (B,), so a task's augmentation does not
       depend on how the batch is split over devices.
   """
-  per_task, aux = jax.vmap(
-      lambda t, k: task_loss(meta_params, t, k, model, cfg))(batch, keys)
+  one = jax.vmap(lambda t, k: task_loss(meta_params, t, k, model, cfg))
+  n = keys.shape[0]
+  step = cfg.tasks_per_call or n
+  # Chunks of `tasks_per_call` tasks, one after another in the program (a
+  # Python loop: XLA:CPU runs the strided convolutions' lax gradients 10x
+  # slower inside a rolled loop such as lax.map). Vmapping more than one
+  # task's weights makes grouped convolutions, which XLA:CPU runs several
+  # times slower than the same tasks one after another.
+  parts = [one(jax.tree.map(lambda x: x[i:i + step], batch), keys[i:i + step])
+           for i in range(0, n, step)]
+  per_task, aux = jax.tree.map(lambda *x: jnp.concatenate(x), *parts)
   return per_task.mean(), jax.tree.map(jnp.mean, aux)
 
 

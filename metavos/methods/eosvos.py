@@ -32,7 +32,9 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
   return meta_step.MetaConfig(
       num_inner_steps=m.num_inner_steps, support_copies=m.support_copies,
       augment=aug, loss=m.loss, first_order=m.first_order, remat=m.remat,
-      unroll=setup.unroll(config))
+      unroll=setup.unroll(config),
+      # -1 resolves as finetune.objects_per_call does (1 on CPU, else 0).
+      tasks_per_call=video_lib.objects_per_call(m.get("tasks_per_call", -1)))
 
 
 def make_optimizer(config: ml_collections.ConfigDict):
