@@ -1,46 +1,73 @@
 """Convolution with a faster weight gradient on XLA:CPU.
 
-XLA:CPU computes the weight gradient of a stride-1 convolution 10x slower
-than the forward convolution (measured: 3x3, 32->32 channels, 3x240x427:
-forward 46 ms, weight gradient 636 ms). The weight gradient of a stride-1
-"same" convolution is one matrix product of the im2col patches of the input
-with the output gradient, and the input gradient is itself a forward
-convolution with the flipped kernel. On CPU this module computes the weight
-gradient a few image rows at a time: each block's patches (about
-`_BLOCK_BYTES`) are built and multiplied while they are still in cache, so
-the 9x larger patch matrix of the whole image never goes through memory.
-Measured on the same layer: 125 ms against 282 ms for one matmul per
-kernel tap over the whole image (`benchmarks/bench_conv.py`). On other
-platforms (the default backend when tracing) the weight gradient is XLA's own.
-Every other case (strides, dilation, groups, asymmetric padding) goes to
-`lax.conv_general_dilated` unchanged.
+XLA:CPU computes the weight gradient of a convolution 10x slower than the
+forward convolution (measured: 3x3, 32->32 channels, 3x240x427: forward
+46 ms, weight gradient 636 ms). The weight gradient is one matrix product
+of the im2col patches of the (zero-padded) input with the output gradient.
+On CPU this module computes it a few output rows at a time: each block's
+patches (about `_BLOCK_BYTES`) are built and multiplied while they are still
+in cache, so the kh*kw times larger patch matrix of the whole image never
+goes through memory. Measured on the same layer: 125 ms against 282 ms for
+one matmul per kernel tap over the whole image (`benchmarks/bench_conv.py`).
+The same holds with strides (a ResNet's downsampling and 1x1 shortcut
+convolutions, its stem): the patches are strided slices. On other platforms
+(the default backend when tracing) the weight gradient is XLA's own.
 
 `conv_general_dilated` has lax's signature, so it plugs into
-`nnx.Conv(..., conv_general_dilated=conv_general_dilated)`.
+`nnx.Conv(..., conv_general_dilated=conv_general_dilated)`. It takes this
+path for 4-D NHWC x HWIO convolutions with equal strides, non-negative
+padding, no dilation and one feature group; every other call goes to
+`lax.conv_general_dilated` unchanged.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _same_conv(x: jax.Array, k: jax.Array) -> jax.Array:
-  return lax.conv_general_dilated(x, k, (1, 1), "SAME",
+def _plain_conv(x: jax.Array, k: jax.Array, stride: int,
+                padding: Padding) -> jax.Array:
+  return lax.conv_general_dilated(x, k, (stride, stride), padding,
                                   dimension_numbers=_NHWC)
 
 
-@jax.custom_vjp
-def conv_same(x: jax.Array, k: jax.Array) -> jax.Array:
-  """Stride-1 convolution, NHWC x HWIO, odd kernel, zero 'same' padding."""
-  return _same_conv(x, k)
+def _symmetric(k_shape: tuple[int, ...]) -> Padding:
+  kh, kw = k_shape[:2]
+  return ((kh // 2, kh // 2), (kw // 2, kw // 2))
 
 
-def _fwd(x, k):
-  return _same_conv(x, k), (x, k)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x: jax.Array, k: jax.Array, stride: int,
+          padding: Padding) -> jax.Array:
+  return _plain_conv(x, k, stride, padding)
+
+
+def conv_same(x: jax.Array, k: jax.Array, stride: int = 1,
+              padding: Padding | None = None) -> jax.Array:
+  """NHWC x HWIO convolution with the fast weight gradient.
+
+  Args:
+    x: `(B, H, W, Cin)` input.
+    k: `(kh, kw, Cin, Cout)` kernel.
+    stride: the same stride along both axes.
+    padding: `((top, bottom), (left, right))` zeros; default `kernel // 2`
+      on every side (torchvision's; with an odd kernel and stride 1 the
+      output keeps the input's size).
+  """
+  padding = _symmetric(k.shape) if padding is None else tuple(
+      tuple(int(v) for v in p) for p in padding)
+  return _conv(x, k, int(stride), padding)
+
+
+def _fwd(x, k, stride, padding):
+  return _plain_conv(x, k, stride, padding), (x, k)
 
 
 # Bytes of one row block's im2col patches in the CPU weight gradient: the
@@ -51,7 +78,10 @@ _BLOCK_BYTES = 2 << 20
 
 def block_rows(x_shape: tuple[int, ...], k_shape: tuple[int, ...],
                itemsize: int = 4) -> int:
-  """Image rows per block of the CPU weight gradient (at least 1)."""
+  """Output rows per block of the CPU weight gradient (at least 1).
+
+  x_shape: `(batch, output rows, output columns, input channels)`.
+  """
   b, h, w, cin = x_shape
   kh, kw = k_shape[:2]
   row_bytes = b * w * kh * kw * cin * itemsize
@@ -59,28 +89,34 @@ def block_rows(x_shape: tuple[int, ...], k_shape: tuple[int, ...],
 
 
 def weight_grad_blocked(x: jax.Array, g: jax.Array, kh: int, kw: int,
-                        rows: int | None = None) -> jax.Array:
-  """d/dk of `conv_same(x, k)` given the output gradient `g`, row blocks.
+                        rows: int | None = None, stride: int = 1,
+                        padding: Padding | None = None) -> jax.Array:
+  """d/dk of `conv_same(x, k, stride, padding)` given the output gradient.
 
-  For each block of `rows` output rows: the (b * rows * w, kh * kw * cin)
-  patches of the input times the (b * rows * w, cout) output gradient,
+  For each block of `rows` output rows: the (b * rows * wo, kh * kw * cin)
+  patches of the input times the (b * rows * wo, cout) output gradient `g`,
   summed over blocks in a `fori_loop`.
   """
   b, h, w, cin = x.shape
-  cout = g.shape[-1]
+  _, ho, wo, cout = g.shape
+  s = stride
+  (top, bottom), (left, right) = padding or _symmetric((kh, kw))
   if rows is None:
-    rows = block_rows(x.shape, (kh, kw), x.dtype.itemsize)
-  blocks = -(-h // rows)
-  extra = blocks * rows - h       # zero rows so every block is full
-  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2 + extra), (kw // 2, kw // 2),
-                   (0, 0)))
+    rows = block_rows((b, ho, wo, cin), (kh, kw), x.dtype.itemsize)
+  blocks = -(-ho // rows)
+  extra = blocks * rows - ho      # zero output rows so every block is full
+  span = s * (rows - 1) + kh      # padded input rows one block reads
+  # Rows the last block reads past the padded input: zeros too.
+  extra_in = max(0, s * (blocks - 1) * rows + span - (h + top + bottom))
+  xp = jnp.pad(x, ((0, 0), (top, bottom + extra_in), (left, right), (0, 0)))
   gp = jnp.pad(g, ((0, 0), (0, extra), (0, 0), (0, 0)))
 
   def block(r):
-    xs = lax.dynamic_slice_in_dim(xp, r * rows, rows + kh - 1, axis=1)
+    xs = lax.dynamic_slice_in_dim(xp, r * rows * s, span, axis=1)
     gs = lax.dynamic_slice_in_dim(gp, r * rows, rows, axis=1)
-    cols = jnp.concatenate([xs[:, i:i + rows, j:j + w, :] for i in range(kh)
-                            for j in range(kw)], axis=-1)
+    cols = jnp.concatenate(
+        [xs[:, i:i + s * (rows - 1) + 1:s, j:j + s * (wo - 1) + 1:s, :]
+         for i in range(kh) for j in range(kw)], axis=-1)
     return cols.reshape(-1, kh * kw * cin).T @ gs.reshape(-1, cout)
 
   # The sum starts from block 0 (not zeros) so that inside shard_map it has
@@ -89,53 +125,54 @@ def weight_grad_blocked(x: jax.Array, g: jax.Array, kh: int, kw: int,
   return gk.reshape(kh, kw, cin, cout)
 
 
-def _weight_grad_xla(x: jax.Array, g: jax.Array, k: jax.Array) -> jax.Array:
-  return jax.vjp(lambda k: _same_conv(x, k), k)[1](g)[0]
-
-
-def _bwd(res, g):
+def _bwd(stride, padding, res, g):
   x, k = res
   kh, kw = k.shape[:2]
-  # d/dx: correlation of g with the flipped kernel, in/out channels swapped.
-  gx = _same_conv(g, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2))
+  gx = jax.vjp(lambda x: _plain_conv(x, k, stride, padding), x)[1](g)[0]
   # Chosen when tracing, for the default backend (what jit runs on unless
   # told otherwise): lax.platform_dependent would compile both branches.
   if jax.default_backend() == "cpu":
-    gk = weight_grad_blocked(x, g, kh, kw)
+    gk = weight_grad_blocked(x, g, kh, kw, stride=stride, padding=padding)
   else:
-    gk = _weight_grad_xla(x, g, k)
+    gk = jax.vjp(lambda k: _plain_conv(x, k, stride, padding), k)[1](g)[0]
   return gx, gk.astype(k.dtype)
 
 
-conv_same.defvjp(_fwd, _bwd)
+_conv.defvjp(_fwd, _bwd)
 
 
-def _is_same_stride1(lhs, rhs, window_strides, padding, lhs_dilation,
-                     rhs_dilation, dimension_numbers, feature_group_count):
-  kh, kw = rhs.shape[:2]
-  if lhs.ndim != 4 or kh % 2 == 0 or kw % 2 == 0:
-    return False
-  if tuple(window_strides) != (1, 1) or feature_group_count != 1:
-    return False
-  if any(d is not None and tuple(d) != (1, 1)
-         for d in (lhs_dilation, rhs_dilation)):
-    return False
-  if padding != "SAME" and (isinstance(padding, str) or [
-      tuple(p) for p in padding] != [(kh // 2, kh // 2), (kw // 2, kw // 2)]):
-    return False
+def _fast_path(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+               dimension_numbers, feature_group_count
+               ) -> tuple[int, Padding] | None:
+  """(stride, explicit padding) when `conv_same` computes the call, else None."""
+  if lhs.ndim != 4 or feature_group_count != 1 or dimension_numbers is None:
+    return None
   nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-  return dimension_numbers is not None and lax.conv_dimension_numbers(
-      lhs.shape, rhs.shape, dimension_numbers) == nhwc
+  if lax.conv_dimension_numbers(lhs.shape, rhs.shape,
+                                dimension_numbers) != nhwc:
+    return None
+  sh, sw = tuple(window_strides)
+  if sh != sw or any(d is not None and tuple(d) != (1, 1)
+                     for d in (lhs_dilation, rhs_dilation)):
+    return None
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2],
+                                  window_strides, padding)
+  pads = tuple(tuple(int(v) for v in p) for p in padding)
+  if min(min(p) for p in pads) < 0:
+    return None
+  return sh, pads
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, precision=None, **kwargs):
-  """`lax.conv_general_dilated` with the fast path for stride-1 'same'."""
-  if kwargs.get("out_sharding") is None and _is_same_stride1(
+  """`lax.conv_general_dilated`, through `conv_same` where it applies."""
+  fast = None if kwargs.get("out_sharding") is not None else _fast_path(
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-      dimension_numbers, feature_group_count):
-    return conv_same(lhs, rhs)
+      dimension_numbers, feature_group_count)
+  if fast is not None:
+    return conv_same(lhs, rhs, *fast)
   return lax.conv_general_dilated(
       lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
       rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,

@@ -139,8 +139,7 @@ class SpaceToDepthStem(nnx.Module):
     k = jnp.pad(self.kernel[...], ((0, 1), (0, 1), (0, 0), (0, 0)))
     k = k.reshape(4, 2, 4, 2, c, -1).transpose(0, 2, 1, 3, 4, 5)
     k = k.reshape(4, 4, 4 * c, -1)
-    return jax.lax.conv_general_dilated(
-        x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return conv_lib.conv_same(x, k, 1, ((0, 0), (0, 0)))
 
 
 class BasicBlock(nnx.Module):
