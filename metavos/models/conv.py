@@ -128,7 +128,11 @@ def weight_grad_blocked(x: jax.Array, g: jax.Array, kh: int, kw: int,
 def _bwd(stride, padding, res, g):
   x, k = res
   kh, kw = k.shape[:2]
-  gx = jax.vjp(lambda x: _plain_conv(x, k, stride, padding), x)[1](g)[0]
+  if stride == 1 and padding == _symmetric(k.shape):
+    # d/dx: correlation of g with the flipped kernel, in/out channels swapped.
+    gx = _plain_conv(g, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2), 1, padding)
+  else:
+    gx = jax.vjp(lambda x: _plain_conv(x, k, stride, padding), x)[1](g)[0]
   # Chosen when tracing, for the default backend (what jit runs on unless
   # told otherwise): lax.platform_dependent would compile both branches.
   if jax.default_backend() == "cpu":
