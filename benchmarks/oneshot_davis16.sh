@@ -7,7 +7,11 @@
 #               --config.labels.kind=first)
 #   one_step    the same, 1-step backward
 #   two_step    the same, 2-step backward through a random frame
-# All runs take the same number of steps (the cosine schedule ends there).
+# All runs take the same number of steps (the cosine schedule ends there)
+# and start from one synthetic pre-training stage (the presets'
+# pretrain.synthetic_steps, since session 7), trained once in ROOT/pretrain
+# by the first run that needs it; the rows of BENCHMARKS.md from earlier
+# sessions started from a random init: add --config.pretrain.synthetic_steps=0.
 # Then a table: J&F, labelled fraction (from metrics.jsonl), median fps.
 #
 #   bash benchmarks/oneshot_davis16.sh [ROOT] [STEPS] [RUNS] [EXTRA FLAGS]
@@ -25,7 +29,8 @@ EXTRA=${4:-}
 MAIN="nice -n 10 python -m metavos.main"
 mkdir -p "$R"
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$R/oneshot.log"; }
-COMMON="--config.train.num_steps=$STEPS --config.train.checkpoint_every=50 $EXTRA"
+COMMON="--config.train.num_steps=$STEPS --config.train.checkpoint_every=50
+  --config.pretrain.workdir=$R/pretrain $EXTRA"
 
 for RUN in $RUNS; do
   W="$R/$RUN"

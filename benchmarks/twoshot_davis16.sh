@@ -10,6 +10,10 @@
 #
 # OTHER_RUN: workdirs of runs with the same network (e.g. runs/stcn_davis16,
 # runs/oneshot_davis16) whose metrics.json is added to the table.
+# Since session 7 the preset starts from a synthetic pre-training stage
+# (pretrain.synthetic_steps); the session-3 rows of BENCHMARKS.md ran
+# without it: run the twoshot command below with
+# --config.pretrain.synthetic_steps=0 to reproduce them.
 set -euo pipefail
 W=${1:-runs/twoshot_davis16}
 shift || true

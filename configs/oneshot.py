@@ -63,6 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del c.clip.length
   c.labels = stcn.labels_config()
   c.labels.kind = "random"    # One labelled frame per video (labels.per_video = 1), drawn with labels.seed; "first": frame 0.
+  c.pretrain = stcn.pretrain_config()
   c.optim = stcn.optim_config()
   c.loss = stcn.loss_config()
   c.oneshot = oneshot_config()
@@ -86,6 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.log_every = 25
     c.train.checkpoint_every = 100
     c.loss.start_step, c.loss.end_step = 100, 400
+    c.pretrain.synthetic_steps = 1000 # As STCN's preset: synthetic videos, fully labelled (free), first.
   else:
     raise ValueError(f"configs/oneshot.py: unknown argument {arg!r}; use one "
                      "of smoke, davis16_cpu.")

@@ -133,7 +133,7 @@ def train(config: ml_collections.ConfigDict, workdir: str):
       update=make_update(config, fns, mesh, fraction),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
       items_per_step=config.train.batch_size,
-      init_from=config.train.init_from)
+      init_from=stcn.starting_checkpoint(config, workdir))
   return state["params"], fns
 
 

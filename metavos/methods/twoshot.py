@@ -195,6 +195,7 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
   full = _stage_config(config, total)  # The optimiser spans both sections.
   init = lambda: init_state(params, stcn.make_optimizer(full), mesh, True)
   loss_fns = make_losses(config, fns)
+  init_from = stcn.starting_checkpoint(config, workdir, run_dir)
   state = None
   # Two sections of one run (one checkpoint directory, one step count): a
   # resumed run skips through the finished section without a step.
@@ -215,7 +216,7 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
         update=make_update(full, loss_fns[name], mesh, fraction, ema=True),
         sample=train_loop.batch_sampler(sampler, config.train.batch_size),
         items_per_step=config.train.batch_size,
-        init_from=config.train.init_from, init_keys=("params", "teacher"))
+        init_from=init_from, init_keys=("params", "teacher"))
   return state
 
 
