@@ -4,7 +4,10 @@ Smoke test (synthetic videos, seconds on CPU):
 
   python -m metavos.main --config=configs/stcn.py:smoke --workdir=runs/stcn_smoke
 
-Real DAVIS 2016 240p train-no-dev, evaluated on dev (2 CPU cores):
+Real DAVIS 2016 240p train-no-dev, evaluated on dev (2 CPU cores), after a
+supervised stage on synthetic videos (config.pretrain, ~10 min, trained in
+<workdir>/pretrain; --config.pretrain.synthetic_steps=0 starts from a
+random init):
 
   python -m metavos.main --config=configs/stcn.py:davis16_cpu --workdir=runs/stcn_davis16
 
