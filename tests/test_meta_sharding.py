@@ -50,10 +50,10 @@ SCRIPT = textwrap.dedent("""
                 for a, b in zip(jax.tree.leaves(g8), jax.tree.leaves(g1)))
     scale = {k: max(float(np.abs(x).max()) for x in jax.tree.leaves(g1[k]))
              for k in ("init", "lrs")}
-    # Tasks 3 at a time (the last chunk of 2) instead of all vmapped:
+    # Tasks 5 at a time (the last chunk of 3) instead of all vmapped:
     # the same meta-gradient.
     import dataclasses
-    g_map = grads_on(1, dataclasses.replace(mc, tasks_per_call=3))
+    g_map = grads_on(1, dataclasses.replace(mc, tasks_per_call=5))
     worst_map = max(float(np.max(np.abs(a - b))) for a, b in
                     zip(jax.tree.leaves(g_map), jax.tree.leaves(g1)))
     print("WORST", worst, "SCALE", scale, "MAP", worst_map)
