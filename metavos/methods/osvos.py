@@ -21,6 +21,7 @@ from absl import logging
 
 from metavos.data import sampling
 from metavos.data.types import Video
+from metavos.finetune import augment as augment_lib
 from metavos.finetune import losses, suggest
 from metavos.finetune import video as video_lib
 from metavos.methods import eval_loop, setup, train_loop
@@ -57,12 +58,26 @@ def parent_loss(params, batch, side_weight, rng, *, model: setup.Model,
   return main + side_weight * aux, {"main_loss": main, "side_loss": aux}
 
 
+def augment_parent_batch(batch: dict, rng, augment: dict | None) -> dict:
+  """One random flip/scale/rotation per frame (OSVOS' parent augmentation);
+  the batch unchanged when `augment` is None."""
+  if not augment:
+    return batch
+  keys = jax.random.split(rng, batch["image"].shape[0])
+  image, mask, valid = jax.vmap(
+      lambda k, i, m, v: augment_lib.augment(k, i, m, v, **augment))(
+          keys, batch["image"], batch["mask"], batch["valid"])
+  return {"image": image, "mask": mask, "valid": valid}
+
+
 def make_update(config, model: setup.Model, mesh):
   tx = make_optimizer(config)
   total = config.train.num_steps
   decay = config.parent.side_weight_decay
+  augment = dict(config.parent.augment) if config.parent.augment else None
 
   def update(state, batch, rng):
+    batch = augment_parent_batch(batch, jax.random.fold_in(rng, 1), augment)
     # Deep-supervision weight decays linearly from 1 to 0 over training.
     w = (jnp.maximum(0.0, 1.0 - state["step"] / total) if decay
          else jnp.ones(()))

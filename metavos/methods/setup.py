@@ -80,7 +80,11 @@ class Model:
 
 
 def build_model(config: ml_collections.ConfigDict, seed: int) -> Model:
+  """Builds `config.model`; records its resolved input normalisation in
+  `config.model.input_norm`, so config.json and every checkpoint say which
+  one the parameters were trained with."""
   model = models.build_model(config.model, nnx.Rngs(seed))
+  config.model.input_norm = model.backbone.input_norm
   graphdef, params = nnx.split(model, nnx.Param)
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   logging.info("Model %s/%s: %d parameters", config.model.name,
@@ -97,13 +101,37 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
   first, then `config.restore`."""
   own = os.path.join(workdir, "checkpoints")
   if checkpoint.has_checkpoint(own):
-    return own
+    return check_input_norm(config, own)
   if config.restore:
-    return config.restore
+    return check_input_norm(config, config.restore)
   raise ValueError(
       f"mode=evaluate needs trained parameters: none in {own} and "
       "--config.restore is empty. Pass --config.restore=<run>/checkpoints "
       "from a training run.")
+
+
+def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
+  """Refuses parameters trained with another input normalisation.
+
+  Checkpoints record `config.model.input_norm` (`train_loop.run`); one saved
+  before that field existed is taken as it is.
+
+  Returns:
+    `path`, checked.
+
+  Raises:
+    ValueError: naming both normalisations, the checkpoint and the fix.
+  """
+  saved = checkpoint.read_metadata(path).get("input_norm")
+  want = config.model.input_norm or models.input_norm(config.model)
+  if saved and saved != want:
+    raise ValueError(
+        f"{path}: parameters trained on {saved!r}-normalised images, but this "
+        f"config builds a model that feeds them {want!r} ones "
+        f"(model.backbone={config.model.backbone!r}, model.pretrained="
+        f"{config.model.pretrained!r}). Fix: use the training run's model "
+        f"settings, or pass --config.model.input_norm={saved}.")
+  return path
 
 
 def video_segmenter(config: ml_collections.ConfigDict, model: Model):

@@ -73,16 +73,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       tensorboard=t.tensorboard, items_per_step=items_per_step)
   writer.write_config(config)
   base_rng = jax.random.key(config.seed)
+  # What restoring these parameters must agree on (setup.check_input_norm).
+  model_norm = config.model.input_norm if "model" in config else ""
   try:
     for step in range(start, t.num_steps):
       batch = sharding.shard_batch(sample(step), mesh)
       state, metrics = update(state, batch,
                               jax.random.fold_in(base_rng, step))
       done = step + 1
+      metadata = {"data_position": done}
+      if model_norm:
+        metadata["input_norm"] = model_norm
       if done % t.log_every == 0 or done == t.num_steps:
         writer.write_scalars(done, jax.device_get(metrics))
       if done % t.checkpoint_every == 0 or done == t.num_steps:
-        ckpt.save(done, state, {"data_position": done})
+        ckpt.save(done, state, metadata)
   finally:
     # Also on Ctrl-C or an error: let an in-flight save finish, so the next
     # start resumes from it instead of finding a half-written step.

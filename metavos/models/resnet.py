@@ -24,10 +24,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from metavos.models import conv as conv_lib
+from metavos.models import normalization
 
-# torchvision's ImageNet statistics, for inputs in [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # torchvision initialises convolutions with He-normal on fan-out.
 _conv_init = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -220,6 +218,7 @@ class ResNet(nnx.Module):
       rngs: initialisation randomness (not kept in the module).
     """
     self.spec = spec
+    self.input_norm = "imagenet_rgb"  # torchvision's weights were trained so
     block_cls = Bottleneck if spec.block == "bottleneck" else BasicBlock
     if spec.space_to_depth_stem:
       self.conv1 = SpaceToDepthStem(3, spec.widths[0], rngs=rngs)
@@ -255,9 +254,7 @@ class ResNet(nnx.Module):
       `[C2, C3, C4, C5]`, NHWC, at strides 4, 8, 16, 32 (sizes rounded up, as
       in torchvision: `ceil(H / 4)`, then halved rounding up at each stage).
     """
-    mean = jnp.asarray(IMAGENET_MEAN, images.dtype)
-    std = jnp.asarray(IMAGENET_STD, images.dtype)
-    x = (images - mean) / std
+    x = normalization.normalize(images, self.input_norm)
     x = jax.nn.relu(self.norm1(self.conv1(x)))
     x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     features = []

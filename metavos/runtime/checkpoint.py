@@ -329,6 +329,20 @@ def locate(path: str | os.PathLike) -> tuple[epath.Path, int]:
   return path, step
 
 
+def read_metadata(path: str | os.PathLike) -> dict:
+  """The JSON metadata saved with the checkpoint `path` names (see `locate`);
+  `{}` for a checkpoint saved without any."""
+  root, step = locate(path)
+  file = root / str(step) / METADATA / METADATA
+  if not file.exists():
+    return {}
+  try:
+    return dict(json.loads(file.read_text()) or {})
+  except (OSError, ValueError) as e:
+    raise CheckpointError(file, f"metadata could not be read ({e})",
+                          "copy the checkpoint again") from e
+
+
 def has_checkpoint(path: str | os.PathLike) -> bool:
   """Whether `path` (anything `locate` accepts) holds a finished checkpoint."""
   try:
