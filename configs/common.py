@@ -84,6 +84,8 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.bg_threshold = 0.5        # Background where every object's probability is below this.
   f.num_annotated = 1         # Annotated frames per video (evenly spaced) for OSVOS 1/2/4.
   f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.
+  f.frozen_stages = 0         # Backbone stages (from the input) kept fixed while fine-tuning: run once per support copy, not once per step; 0 = adapt every layer.
+  f.bank = 16                 # With frozen_stages: augmented copies of each support frame computed once; every step draws `copies` of them.
   return f
 
 

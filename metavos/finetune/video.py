@@ -34,6 +34,8 @@ from metavos.models import interface
 
 # fold_in data of the prediction keys (box jitter), apart from adaptation's.
 _PREDICT_STREAM = 0x7FFE
+# fold_in data of the augmented support bank of frozen-stage fine-tuning.
+_BANK_STREAM = 0x7FFD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,8 @@ class FinetuneConfig:
   objects_per_call: int = 0
   input_size: tuple[int, int] | None = None
   bg_threshold: float = 0.5
+  frozen_stages: int = 0
+  bank: int = 16
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
@@ -69,7 +73,8 @@ class FinetuneConfig:
                frames_per_call=cfg.frames_per_call,
                objects_per_call=objects_per_call(cfg.objects_per_call),
                input_size=size,
-               bg_threshold=cfg.bg_threshold)
+               bg_threshold=cfg.bg_threshold,
+               frozen_stages=cfg.frozen_stages, bank=cfg.bank)
 
 
 def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
@@ -106,6 +111,52 @@ class VideoSegmenter:
     self.cfg = cfg
     self._loss = model.make_loss(losses.get_loss(cfg.loss))
     self._aug = dict(cfg.augment) if cfg.augment else None
+    self._split = None
+    if cfg.frozen_stages and self._aug and cfg.bank < cfg.copies:
+      raise ValueError(f"finetune.bank={cfg.bank} must be at least "
+                       f"finetune.copies={cfg.copies}: each step draws "
+                       "`copies` of the bank's augmented copies.")
+    if cfg.frozen_stages:
+      if model.split is None:
+        raise ValueError("finetune.frozen_stages > 0 needs a dense model "
+                         "(fcn, osvos); the detector adapts every layer: "
+                         "set finetune.frozen_stages=0.")
+      self._split = model.split(cfg.frozen_stages)
+
+  @functools.partial(jax.jit, static_argnums=(0,))
+  def _bank(self, params, images, masks, valid, keys):
+    """Frozen-stage fine-tuning's support set, computed once: `bank`
+    augmented copies of each support frame through the frozen stages.
+    vmapped over objects; returns (cache, masks, valid), N * bank each."""
+    prefix_fn, _ = self._split
+
+    def one(p, img, msk, val, key):
+      img, msk, val = support.augmented_copies(key, img, msk, val,
+                                               self.cfg.bank, self._aug)
+      return prefix_fn(p, img), msk, val
+
+    return jax.vmap(one)(params, images, masks, valid, keys)
+
+  @functools.partial(jax.jit, static_argnums=(0, 7, 8))
+  def _adapt_cached(self, params, lrs, cache, masks, valid, keys, num_steps,
+                    draw, velocity):
+    """`_adapt` on a precomputed bank: each step draws `draw` of its
+    entries and runs only the unfrozen layers (the frozen parameters get
+    zero gradients: the suffix does not read them)."""
+    _, suffix_fn = self._split
+    pixel_loss = losses.get_loss(self.cfg.loss)
+
+    def one(p, c, msk, val, key, vel):
+      def loss_fn(theta, rng):
+        idx = jax.random.choice(rng, msk.shape[0], (draw,), replace=False)
+        logits = suffix_fn(theta, jax.tree.map(lambda a: a[idx], c),
+                           msk.shape[-2:])
+        return pixel_loss(logits[..., 0], msk[idx], val[idx])
+      return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
+                              momentum=self.cfg.momentum, first_order=True,
+                              unroll=self.cfg.unroll, velocity=vel)
+
+    return jax.vmap(one)(params, cache, masks, valid, keys, velocity)
 
   @functools.partial(jax.jit, static_argnums=(0, 7))
   def _adapt(self, params, lrs, images, masks, valid, keys, num_steps,
@@ -165,12 +216,22 @@ class VideoSegmenter:
     """
     velocity = (jax.tree.map(jnp.zeros_like, params)
                 if self.cfg.momentum else None)
+    if self._split is not None:  # the frozen stages run once, here
+      bank_keys = jax.random.split(
+          jax.random.fold_in(rng, _BANK_STREAM), k)[objects]
+      cache, masks, valid = self._bank(params, images, masks, valid,
+                                       bank_keys)
+      draw = images.shape[1] * (self.cfg.copies if self._aug else 1)
     done, step_losses = 0, []
     while done < num_steps:
       n = min(self.cfg.steps_per_call, num_steps - done)
       keys = jax.random.split(jax.random.fold_in(rng, done), k)[objects]
-      params, velocity, ls = self._adapt(params, lrs, images, masks, valid,
-                                         keys, n, velocity)
+      if self._split is not None:
+        params, velocity, ls = self._adapt_cached(
+            params, lrs, cache, masks, valid, keys, n, draw, velocity)
+      else:
+        params, velocity, ls = self._adapt(params, lrs, images, masks, valid,
+                                           keys, n, velocity)
       step_losses.append(ls)
       done += n
     return params, jnp.concatenate(step_losses, axis=1)

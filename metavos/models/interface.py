@@ -47,11 +47,17 @@ class VOSModel:
     predict: `predict(params, state, frames (B, H, W, 3), rng) ->
       (probs (B, H, W) float32, state)`: foreground probabilities of
       consecutive frames, carrying `state` from each frame to the next.
+    split: for dense models, `split(num_frozen) -> (prefix_fn, suffix_fn)`
+      (`segmenter.make_split_apply_fns`): the network with its first
+      `num_frozen` backbone stages run apart, so fine-tuning that keeps them
+      fixed runs them once per support image; None when the model cannot be
+      split (the detector).
   """
   make_loss: Callable[[PixelLoss], LossFn]
   init_state: Callable[[jax.Array], State]
   predict: Callable[[Params, State, jax.Array, PRNGKey],
                     tuple[jax.Array, State]]
+  split: Callable[[int], tuple[Callable, Callable]] | None = None
 
   @property
   def stateful(self) -> bool:
@@ -60,7 +66,8 @@ class VOSModel:
         jax.eval_shape(self.init_state, jnp.zeros((8, 8)))))
 
 
-def dense_model(apply_fn: Callable[[Params, jax.Array], jax.Array]
+def dense_model(apply_fn: Callable[[Params, jax.Array], jax.Array],
+                split: Callable[[int], tuple[Callable, Callable]] | None = None
                 ) -> VOSModel:
   """The interface of a dense segmenter `apply_fn(params, images) -> logits`.
 
@@ -81,4 +88,4 @@ def dense_model(apply_fn: Callable[[Params, jax.Array], jax.Array]
     return jax.nn.sigmoid(logits), state
 
   return VOSModel(make_loss=make_loss, init_state=lambda mask: (),
-                  predict=predict)
+                  predict=predict, split=split)

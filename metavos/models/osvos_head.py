@@ -59,9 +59,13 @@ class OSVOSSegmenter(nnx.Module):
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
     """Returns `(fused_logits, [side logits of C2..C5])`, all `(B, H, W, 1)`."""
-    height, width = images.shape[-3:-1]
-    side_logits = [fpn.resize_to(side(feature), height, width)
-                   for side, feature in zip(self.sides, self.backbone(images))]
+    return self.decode(self.backbone(images), images.shape[-3:-1])
+
+  def decode(self, features: list[jax.Array], size: tuple[int, int]
+             ) -> tuple[jax.Array, list[jax.Array]]:
+    """The head on the backbone's features, with outputs of `size`."""
+    side_logits = [fpn.resize_to(side(feature), *size)
+                   for side, feature in zip(self.sides, features)]
     fused = self.fuse(jnp.concatenate(side_logits, axis=-1))
     return fused, side_logits
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import ml_collections
 from absl import logging
 from flax import nnx
@@ -152,4 +154,6 @@ def make_vos_model(model_config: ml_collections.ConfigDict,
   """
   if model_config.name in DETECTOR_NAMES:
     return maskrcnn.make_vos_model(graphdef)
-  return interface.dense_model(segmenter.make_apply_fn(graphdef))
+  return interface.dense_model(
+      segmenter.make_apply_fn(graphdef),
+      functools.partial(segmenter.make_split_apply_fns, graphdef))

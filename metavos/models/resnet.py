@@ -254,15 +254,30 @@ class ResNet(nnx.Module):
       `[C2, C3, C4, C5]`, NHWC, at strides 4, 8, 16, 32 (sizes rounded up, as
       in torchvision: `ceil(H / 4)`, then halved rounding up at each stage).
     """
-    x = normalization.normalize(images, self.input_norm)
-    x = jax.nn.relu(self.norm1(self.conv1(x)))
-    x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    features = []
-    for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-      for block in stage:
+    return self.run_stages(images, 0, self.num_stages)
+
+  # The staged interface every backbone has (see `vgg.VGG16`): stage 0 is
+  # the stem and layer1 (C2), stage i > 0 is layer{i+1}.
+  num_stages = 4
+  feature_stages = (0, 1, 2, 3)
+
+  def stage_params(self, i: int) -> tuple[str, ...]:
+    return ("conv1", "norm1", "layer1") if i == 0 else (f"layer{i + 1}",)
+
+  def run_stages(self, x: jax.Array, start: int, stop: int
+                 ) -> list[jax.Array]:
+    """Outputs of stages `start .. stop - 1`; `x` is the images in [0, 1]
+    when `start == 0`, else stage `start - 1`'s output."""
+    outputs = []
+    for i in range(start, stop):
+      if i == 0:
+        x = normalization.normalize(x, self.input_norm)
+        x = jax.nn.relu(self.norm1(self.conv1(x)))
+        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      for block in (self.layer1, self.layer2, self.layer3, self.layer4)[i]:
         x = block(x)
-      features.append(x)
-    return features
+      outputs.append(x)
+    return outputs
 
 
 def build_resnet(name: str, norm_groups: int = 32, *,

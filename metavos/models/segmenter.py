@@ -60,13 +60,17 @@ class FCNSegmenter(nnx.Module):
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
     """Returns `(logits, [])`: this model has no side outputs."""
-    levels = self.fpn(self.backbone(images))
+    return self.decode(self.backbone(images), images.shape[-3:-1])
+
+  def decode(self, features: list[jax.Array], size: tuple[int, int]
+             ) -> tuple[jax.Array, list[jax.Array]]:
+    """The decoder on the backbone's features, with logits of `size`."""
+    levels = self.fpn(features)
     height, width = levels[0].shape[-3:-1]
     x = levels[0]
     for level in levels[1:]:
       x = x + fpn.resize_to(level, height, width)
-    logits = fpn.resize_to(self.logit(x), images.shape[-3], images.shape[-2])
-    return logits, []
+    return fpn.resize_to(self.logit(x), *size), []
 
   def __call__(self, images: jax.Array) -> jax.Array:
     """Maps `(B, H, W, 3)` images in [0, 1] to `(B, H, W, 1)` logits."""
@@ -98,6 +102,55 @@ def make_apply_fn(graphdef: nnx.GraphDef) -> ApplyFn:
   def apply_fn(params: Params, images: jax.Array) -> jax.Array:
     return nnx.merge(graphdef, params)(images)
   return apply_fn
+
+
+# Stage outputs of a backbone's frozen stages that the rest of the network
+# reads: {stage index: (B, h, w, C)}; -1 holds the images.
+Cache = dict[int, jax.Array]
+
+
+def frozen_params(backbone, num_frozen: int) -> tuple[str, ...]:
+  """Names (under `backbone`) of the parameters of its first `num_frozen`
+  stages."""
+  if not 0 <= num_frozen <= backbone.num_stages:
+    raise ValueError(f"finetune.frozen_stages={num_frozen}: the backbone has "
+                     f"{backbone.num_stages} stages; use 0 (adapt all) to "
+                     f"{backbone.num_stages}.")
+  return tuple(name for i in range(num_frozen)
+               for name in backbone.stage_params(i))
+
+
+def make_split_apply_fns(graphdef: nnx.GraphDef, num_frozen: int):
+  """`(prefix_fn, suffix_fn)` that together equal `make_apply_fn(graphdef)`.
+
+  `prefix_fn(params, images) -> cache` runs the backbone's first
+  `num_frozen` stages and keeps only what the rest reads (the last frozen
+  stage and the frozen feature stages); `suffix_fn(params, cache, size) ->
+  logits` runs everything else. Fine-tuning that leaves those stages fixed
+  computes the prefix once per support image instead of once per step, and
+  `suffix_fn` reads no frozen parameter, so their gradients are zero.
+  """
+  def prefix_fn(params: Params, images: jax.Array) -> Cache:
+    backbone = nnx.merge(graphdef, params).backbone
+    frozen_params(backbone, num_frozen)  # validates num_frozen
+    outputs = {-1: images,  # "stage -1": what stage 0 reads
+               **dict(enumerate(backbone.run_stages(images, 0, num_frozen)))}
+    keep = set(backbone.feature_stages) | {num_frozen - 1}
+    return {i: x for i, x in outputs.items() if i in keep}
+
+  def suffix_fn(params: Params, cache: Cache, size: tuple[int, int]
+                ) -> jax.Array:
+    model = nnx.merge(graphdef, params)
+    backbone = model.backbone
+    outputs = dict(cache)
+    if num_frozen < backbone.num_stages:
+      rest = backbone.run_stages(cache[num_frozen - 1], num_frozen,
+                                 backbone.num_stages)
+      outputs.update({num_frozen + i: x for i, x in enumerate(rest)})
+    features = [outputs[i] for i in backbone.feature_stages]
+    return model.decode(features, size)[0]
+
+  return prefix_fn, suffix_fn
 
 
 def make_apply_with_aux_fn(graphdef: nnx.GraphDef) -> ApplyWithAuxFn:

@@ -74,21 +74,39 @@ class VGG16(nnx.Module):
   def blocks(self) -> tuple[nnx.List, ...]:
     return (self.block1, self.block2, self.block3, self.block4, self.block5)
 
+  # The staged interface every backbone has (`segmenter.run_backbone`): the
+  # network is `num_stages` stages run in order; `__call__` returns the
+  # outputs of `feature_stages`; stage i owns the parameters `stage_params(i)`.
+  num_stages = 5
+  feature_stages = (1, 2, 3, 4)
+
+  def stage_params(self, i: int) -> tuple[str, ...]:
+    return (f"block{i + 1}",)
+
+  def run_stages(self, x: jax.Array, start: int, stop: int
+                 ) -> list[jax.Array]:
+    """Outputs of stages `start .. stop - 1`.
+
+    Args:
+      x: RGB images in [0, 1] when `start == 0`, else stage `start - 1`'s
+        output.
+    """
+    outputs = []
+    for i in range(start, stop):
+      x = (normalization.normalize(x, self.input_norm) if i == 0
+           else max_pool_same(x))
+      for conv in self.blocks[i]:
+        x = jax.nn.relu(conv(x))
+      outputs.append(x)
+    return outputs
+
   def stages(self, images: jax.Array) -> list[jax.Array]:
     """All five block outputs (conv1_2 .. conv5_3), NHWC.
 
     Args:
       images: `(B, H, W, 3)` RGB in [0, 1].
     """
-    x = normalization.normalize(images, self.input_norm)
-    outputs = []
-    for i, block in enumerate(self.blocks):
-      if i:
-        x = max_pool_same(x)
-      for conv in block:
-        x = jax.nn.relu(conv(x))
-      outputs.append(x)
-    return outputs
+    return self.run_stages(images, 0, self.num_stages)
 
   def __call__(self, images: jax.Array) -> list[jax.Array]:
     """conv2_2, conv3_3, conv4_3, conv5_3 (strides 2, 4, 8, 16)."""
