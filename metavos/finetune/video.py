@@ -28,6 +28,7 @@ import numpy as np
 
 from metavos.data import sampling
 from metavos.data.types import VOID, Video
+from metavos.finetune import contour as contour_lib
 from metavos.finetune import inner_loop, losses, support
 from metavos.models import interface
 
@@ -57,6 +58,9 @@ class FinetuneConfig:
   bg_threshold: float = 0.5
   frozen_stages: int = 0
   bank: int = 16
+  contour: str = ""
+  contour_cell: int = 8
+  contour_threshold: float = 0.8
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
@@ -74,7 +78,9 @@ class FinetuneConfig:
                objects_per_call=objects_per_call(cfg.objects_per_call),
                input_size=size,
                bg_threshold=cfg.bg_threshold,
-               frozen_stages=cfg.frozen_stages, bank=cfg.bank)
+               frozen_stages=cfg.frozen_stages, bank=cfg.bank,
+               contour=cfg.contour, contour_cell=cfg.contour_cell,
+               contour_threshold=cfg.contour_threshold)
 
 
 def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
@@ -122,6 +128,9 @@ class VideoSegmenter:
                          "(fcn, osvos); the detector adapts every layer: "
                          "set finetune.frozen_stages=0.")
       self._split = model.split(cfg.frozen_stages)
+    self._snapper = (contour_lib.ContourSnapper.from_weights(
+        cfg.contour, cfg.contour_cell, cfg.contour_threshold)
+                     if cfg.contour else None)
 
   @functools.partial(jax.jit, static_argnums=(0,))
   def _bank(self, params, images, masks, valid, keys):
@@ -255,6 +264,10 @@ class VideoSegmenter:
     probs, support_frames, stats = self.predict(params, lrs, video, rng,
                                                 annotated_frames)
     pred = merge_objects(probs, video.object_ids, self.cfg.bg_threshold)
+    if self._snapper is not None:  # OSVOS' contour step
+      t1 = time.perf_counter()
+      pred = self._snapper.snap(video.frames, pred)
+      stats["contour_seconds"] = time.perf_counter() - t1
     for ix in support_frames:  # Given frames keep their given masks.
       pred[ix] = np.where(video.masks[ix] == VOID, 0, video.masks[ix])
     seconds = time.perf_counter() - t0

@@ -194,7 +194,7 @@ def read(pretrained: str) -> VGGWeights:
                   f"level groups {top})", _FIX)
 
 
-def _check_shape(source: str, key: str, got: tuple, want: tuple) -> None:
+def check_shape(source: str, key: str, got: tuple, want: tuple) -> None:
   if tuple(got) != tuple(want):
     raise DataError(source, f"key {key!r} has shape {tuple(got)} in the file "
                     f"but the model expects {tuple(want)}", _FIX)
@@ -208,8 +208,8 @@ def load_into(backbone: vgg.VGG16, weights: VGGWeights) -> None:
   """
   convs = [conv for block in backbone.blocks for conv in block]
   for conv, w in zip(convs, weights.convs, strict=True):
-    _check_shape(weights.source, w.kernel_key, w.kernel.shape,
+    check_shape(weights.source, w.kernel_key, w.kernel.shape,
                  conv.kernel.shape)
-    _check_shape(weights.source, w.bias_key, w.bias.shape, conv.bias.shape)
+    check_shape(weights.source, w.bias_key, w.bias.shape, conv.bias.shape)
     conv.kernel[...] = jnp.asarray(w.kernel)
     conv.bias[...] = jnp.asarray(w.bias)
