@@ -63,6 +63,9 @@ def augment_config() -> ml_collections.ConfigDict:
   a.flip = True                     # Random horizontal flip.
   a.scale_range = (0.75, 1.25)      # Random zoom range.
   a.max_rotation_deg = 30.0         # Random rotation in [-x, x] degrees.
+  a.brightness = 0.0                # Colour jitter: brightness offset in [-x, x] (images in [0, 1]); 0 = off.
+  a.contrast = 0.0                  # Contrast factor in 1 +- x; 0 = off.
+  a.saturation = 0.0                # Saturation factor in 1 +- x; 0 = off.
   return a
 
 

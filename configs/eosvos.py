@@ -62,6 +62,9 @@ def meta_config() -> ml_collections.ConfigDict:
   m.lrs_outer_lr = 1e-5       # RAdam learning rate of the learning rates.
   m.weight_decay = 1e-4       # Decoupled weight decay on the initialisation only.
   m.augment = common.augment_config()
+  m.augment.brightness = 0.1  # Colour jitter of every task's support and query frames, as in the paper.
+  m.augment.contrast = 0.2
+  m.augment.saturation = 0.2
   m.init_from = ""            # Parent-network checkpoint (e.g. OSVOS) for the init; "" = parent stage below, or model init.
   return m
 

@@ -209,3 +209,52 @@ def test_augment_batch_shapes_and_independent_copies():
 def test_bad_config_raises(kwargs):
   with pytest.raises(ValueError, match='to turn'):
     aug.AugmentConfig(**kwargs)
+
+
+def test_colour_jitter_changes_colours_only_and_off_keeps_the_warp():
+  rng = jax.random.key(3)
+  image = jax.random.uniform(jax.random.key(0), (12, 16, 3))
+  mask = (image[..., 0] > 0.5).astype(jnp.float32)
+  plain = aug.augment(rng, image, mask)
+  # Off (all ranges 0): exactly the warp of the same draws as before.
+  want = aug.warp(image, mask, None, aug.sample_params(rng, aug.AugmentConfig()))
+  for got, ref in zip(plain, want):
+    np.testing.assert_array_equal(got, ref)
+  coloured = aug.augment(rng, image, mask, brightness=0.2, contrast=0.3,
+                         saturation=0.3)
+  np.testing.assert_array_equal(coloured[1], plain[1])  # same geometry
+  np.testing.assert_array_equal(coloured[2], plain[2])
+  assert not np.allclose(coloured[0], plain[0])
+  jittered = aug.colour_jitter(rng, image, 0.2, 0.3, 0.3)
+  assert float(jittered.min()) >= 0.0 and float(jittered.max()) <= 1.0
+  # Saturation alone keeps each pixel's grey level.
+  sat = aug.colour_jitter(rng, image, 0.0, 0.0, 0.5)
+  np.testing.assert_allclose(sat.mean(-1), jnp.clip(image, 0, 1).mean(-1),
+                             atol=1e-6)
+
+
+def test_meta_query_frames_are_augmented_like_the_support():
+  from metavos.meta import meta_step  # pylint: disable=g-import-not-at-top
+  from metavos.models import interface  # pylint: disable=g-import-not-at-top
+  model = interface.dense_model(
+      lambda p, x: (x @ p["w"])[..., None] + p["b"])
+  meta_params = {"init": {"w": jnp.asarray([1.0, -2.0, 0.5]),
+                          "b": jnp.zeros(())},
+                 "lrs": jnp.asarray(0.0)}
+  image = jax.random.uniform(jax.random.key(0), (12, 16, 3))
+  mask = (image[..., 0] > 0.5).astype(jnp.float32)
+  task = {"support_image": image, "support_mask": mask,
+          "support_valid": jnp.ones((12, 16), bool),
+          "query_image": image[None], "query_mask": mask[None],
+          "query_valid": jnp.ones((1, 12, 16), bool)}
+  def query_loss(augment, key):
+    cfg = meta_step.MetaConfig(num_inner_steps=1, support_copies=1,
+                               augment=augment, loss="bce")
+    return float(meta_step.task_loss(meta_params, task, jax.random.key(key),
+                                     model, cfg)[0])
+  # With zero rates the query loss depends on the key only through the
+  # query's augmentation.
+  assert query_loss(None, 1) == query_loss(None, 2)
+  colour = (("brightness", 0.3), ("flip", False), ("max_rotation_deg", 0.0),
+            ("scale_range", (1.0, 1.0)))
+  assert query_loss(colour, 1) != query_loss(colour, 2)

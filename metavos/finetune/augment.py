@@ -1,4 +1,4 @@
-"""Random flip, scale and rotation of a frame and its mask, in pure JAX.
+"""Random flip, scale, rotation and colour of a frame and its mask, in JAX.
 
 The three transforms are composed into ONE affine warp about the image centre
 and applied by inverse mapping onto an output of the same shape as the input,
@@ -57,11 +57,16 @@ class AugmentConfig:
     flip: draw a horizontal flip with probability 1/2.
     scale_range: (low, high) of the uniform scale factor; (1.0, 1.0) is off.
     max_rotation_deg: angle drawn uniformly in [-max, max] degrees; 0 is off.
+    brightness, contrast, saturation: colour jitter ranges (`colour_jitter`);
+      0 is off.
   """
 
   flip: bool = True
   scale_range: tuple[float, float] = (0.75, 1.25)
   max_rotation_deg: float = 30.0
+  brightness: float = 0.0
+  contrast: float = 0.0
+  saturation: float = 0.0
 
   def __post_init__(self):
     low, high = self.scale_range
@@ -211,6 +216,23 @@ def warp(
   return out_image, out_mask, out_valid
 
 
+def colour_jitter(rng: PRNGKey, image: Array, brightness: float = 0.0,
+                  contrast: float = 0.0, saturation: float = 0.0) -> Array:
+  """Random saturation, contrast and brightness of an (H, W, 3) image in
+  [0, 1], each factor drawn uniformly in 1 +- its range (brightness: an
+  offset in +- its range), clipped back to [0, 1]."""
+  kb, kc, ks = jax.random.split(rng, 3)
+  u = lambda k, r: jax.random.uniform(k, minval=-r, maxval=r)
+  grey = jnp.mean(image, axis=-1, keepdims=True)
+  image = grey + (1.0 + u(ks, saturation)) * (image - grey)
+  image = jnp.mean(image) + (1.0 + u(kc, contrast)) * (image - jnp.mean(image))
+  return jnp.clip(image + u(kb, brightness), 0.0, 1.0)
+
+
+# fold_in data of the colour jitter's key, apart from the warp's.
+_COLOUR_STREAM = 0xC0
+
+
 def augment(
     rng: PRNGKey,
     image: Array,
@@ -220,8 +242,13 @@ def augment(
     flip: bool = True,
     scale_range: tuple[float, float] = (0.75, 1.25),
     max_rotation_deg: float = 30.0,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
 ) -> tuple[Array, Array, Array]:
-  """Randomly flips, scales and rotates a frame and its mask in one warp.
+  """Randomly flips, scales and rotates a frame and its mask in one warp,
+  and jitters the frame's colours (`colour_jitter`; off when all three
+  colour ranges are 0, which leaves the warp's draws unchanged).
 
   The keyword arguments are Python values fixed at trace time (close over
   them, or mark them static, when jitting). vmap over `rng` gives a batch of
@@ -235,12 +262,19 @@ def augment(
     flip: draw a horizontal flip with probability 1/2.
     scale_range: (low, high) of the uniform scale; (1.0, 1.0) turns it off.
     max_rotation_deg: rotation drawn in [-max, max] degrees; 0 turns it off.
+    brightness, contrast, saturation: colour ranges (see `colour_jitter`);
+      images must then be in [0, 1].
 
   Returns:
     (image, mask, valid) as described in `warp`, same shapes as the input.
   """
   config = AugmentConfig(flip=flip, scale_range=tuple(scale_range),
-                         max_rotation_deg=max_rotation_deg)
+                         max_rotation_deg=max_rotation_deg,
+                         brightness=brightness, contrast=contrast,
+                         saturation=saturation)
+  if brightness or contrast or saturation:
+    image = colour_jitter(jax.random.fold_in(rng, _COLOUR_STREAM), image,
+                          brightness, contrast, saturation)
   return warp(image, mask, valid, sample_params(rng, config))
 
 

@@ -40,7 +40,7 @@ class ClipAugmentConfig:
     frame_rotation_deg: per-frame extra rotation in [-x, x] degrees.
     frame_shift: per-frame extra translation in [-x, x] of height/width.
     brightness, contrast, saturation: per-frame colour jitter
-      (static_clips.colour_jitter).
+      (finetune.augment.colour_jitter).
   """
   scale_range: tuple[float, float] = (0.9, 1.3)
   max_rotation_deg: float = 15.0
@@ -129,7 +129,8 @@ def augment_clip(key: jax.Array, frames: jax.Array, masks: jax.Array,
   def one(frame, mask, ok, p, t, k):
     frame, mask, ok = augment.warp(frame, jnp.moveaxis(mask, 0, -1), ok, p,
                                    (t[0], t[1]))
-    frame = static_clips.colour_jitter(k, frame, cfg)
+    frame = augment.colour_jitter(k, frame, cfg.brightness, cfg.contrast,
+                                  cfg.saturation)
     return frame, jnp.moveaxis(mask, -1, 0), ok
 
   return jax.vmap(one)(frames, masks, valid, params, shifts,

@@ -45,20 +45,6 @@ class StaticClipConfig:
                s.brightness, s.contrast, s.saturation)
 
 
-def colour_jitter(key: jax.Array, image: jax.Array, cfg) -> jax.Array:
-  """Random brightness, contrast and saturation of an (H, W, 3) image in
-  [0, 1], clipped back to [0, 1]; `cfg` has the three ranges as attributes
-  `brightness`, `contrast`, `saturation` (StaticClipConfig,
-  clip_augment.ClipAugmentConfig)."""
-  kb, kc, ks = jax.random.split(key, 3)
-  u = lambda k, r: jax.random.uniform(k, minval=-r, maxval=r)
-  grey = jnp.mean(image, axis=-1, keepdims=True)
-  image = grey + (1.0 + u(ks, cfg.saturation)) * (image - grey)
-  image = jnp.mean(image) + (1.0 + u(kc, cfg.contrast)) * (
-      image - jnp.mean(image))
-  return jnp.clip(image + u(kb, cfg.brightness), 0.0, 1.0)
-
-
 def static_clip(key: jax.Array, frame: jax.Array, num_frames: int,
                 cfg: StaticClipConfig = StaticClipConfig()) -> jax.Array:
   """A clip of `num_frames` frames made from one (H, W, 3) frame.
@@ -73,7 +59,8 @@ def static_clip(key: jax.Array, frame: jax.Array, num_frames: int,
     ka, kc = jax.random.split(k)
     warped, _, _ = augment.warp(frame, no_mask, None,
                                 augment.sample_params(ka, cfg.affine))
-    return colour_jitter(kc, warped, cfg)
+    return augment.colour_jitter(kc, warped, cfg.brightness, cfg.contrast,
+                                 cfg.saturation)
 
   others = jax.vmap(fake)(jax.random.split(key, num_frames - 1))
   return jnp.concatenate([frame[None], others.astype(frame.dtype)])

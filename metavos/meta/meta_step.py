@@ -52,18 +52,22 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
     last inner step.
   """
   model_loss = model.make_loss(losses.get_loss(cfg.loss))
+  augment = dict(cfg.augment) if cfg.augment else None
   support_loss = support.make_support_loss(
       model_loss, task["support_image"][None], task["support_mask"][None],
       task["support_valid"][None], copies=cfg.support_copies,
-      augment=dict(cfg.augment) if cfg.augment else None)
+      augment=augment)
   adapted = inner_loop.adapt(
       support_loss, meta_params["init"], meta_params["lrs"], rng,
       cfg.num_inner_steps, first_order=cfg.first_order, remat=cfg.remat,
       unroll=cfg.unroll)
-  # The inner loop splits `rng` itself; the query draws from a folded key.
-  q = support.query_loss(model_loss, adapted.params, task["query_image"],
-                         task["query_mask"], task["query_valid"],
-                         jax.random.fold_in(rng, _QUERY_STREAM))
+  # The inner loop splits `rng` itself; the query draws from a folded key,
+  # and is augmented like the support (one copy of each query frame).
+  query_rng = jax.random.fold_in(rng, _QUERY_STREAM)
+  query = support.augmented_copies(
+      jax.random.fold_in(query_rng, 1), task["query_image"],
+      task["query_mask"], task["query_valid"], 1, augment)
+  q = support.query_loss(model_loss, adapted.params, *query, query_rng)
   return q, {"support_loss_first": adapted.losses[0],
              "support_loss_last": adapted.losses[-1]}
 
