@@ -76,3 +76,35 @@ def test_eosvos_points_to_meta_init_from(tmp_path):
   config.train.init_from = "somewhere/checkpoints"
   with pytest.raises(ValueError, match="meta.init_from=somewhere"):
     eosvos.train(config, str(tmp_path))
+
+
+def test_nan_guard_stops_before_logging_or_saving_the_step(tmp_path):
+  """Parameters become NaN at step 3 while the loss reads 0.0 (the e-OSVOS
+  outer_lr=1e30 case): the run stops at step 3, names the quantity, and
+  neither step 3's checkpoint nor its metrics line exists."""
+  mesh = sharding.make_mesh(1)
+  tx = optax.sgd(1.0)
+
+  def update(state, batch, rng):
+    del batch, rng
+    w = jnp.where(state["step"] >= 2, jnp.nan, state["params"]["w"] - 1.0)
+    return {**state, "params": {"w": w}, "step": state["step"] + 1}, {
+        "loss": jnp.zeros(())}
+
+  params = {"w": jnp.zeros((3,))}
+  config = _config(5)
+  config.method = "eosvos"
+  with pytest.raises(FloatingPointError) as e:
+    train_loop.run(
+        config, str(tmp_path), mesh=mesh,
+        init_state=lambda: train_loop.initial_state(params, tx, mesh),
+        update=train_loop.jit_update(update, mesh),
+        sample=lambda step: {"x": np.zeros((1, 1), np.float32)})
+  msg = str(e.value)
+  assert "['state']['params']['w']" in msg and "after step 3" in msg
+  assert "--config.meta.outer_lr" in msg and "(step 2)" in msg
+  with checkpoint.Checkpointer(tmp_path / "checkpoints",
+                               read_only=True) as ckpt:
+    assert ckpt.all_steps() == [1, 2]
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert [int(l.split(",")[0].split(":")[1]) for l in lines] == [1, 2]

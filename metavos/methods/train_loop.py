@@ -2,8 +2,9 @@
 
 Sections: resume -> loop (sample, shard, step, log, checkpoint) -> finish.
 A method supplies only `init_state`, a jitted `update` and a `sample`
-function; checkpoints, logs, the NaN guard, sharding and randomness are the
-same for all methods.
+function; checkpoints, logs, the NaN guard (`check_finite`: every
+parameter, optimiser statistic and metric, after every step), sharding and
+randomness are the same for all methods.
 
 Resume order (documented in README): (1) the latest checkpoint in
 `<workdir>/checkpoints`; (2) `config.restore` (the whole state: a
@@ -81,6 +82,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       state, metrics = update(state, batch,
                               jax.random.fold_in(base_rng, step))
       done = step + 1
+      check_finite(state, metrics, done, ckpt.latest_step(),
+                   _LR_KEYS.get(config.get("method", ""), "learning rate"))
       metadata = {"data_position": done}
       if model_norm:
         metadata["input_norm"] = model_norm
@@ -95,6 +98,47 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     writer.close()
     ckpt.close()
   return state
+
+
+@jax.jit
+def _finite_leaves(tree) -> jax.Array:
+  """(L,) bool: whether each floating-point leaf of `tree` is all finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.stack(leaves) if leaves else jnp.ones((0,), bool)
+
+
+# The config key of each method's outer learning rate, for the NaN guard.
+_LR_KEYS = {"osvos": "--config.parent.lr", "eosvos": "--config.meta.outer_lr",
+            "stcn": "--config.optim.lr", "oneshot": "--config.optim.lr",
+            "twoshot": "--config.optim.lr"}
+
+
+def check_finite(state: State, metrics: dict, step: int,
+                 last_checkpoint: int | None,
+                 lr_key: str = "learning rate") -> None:
+  """The NaN/Inf guard every trainer runs after every step: the updated
+  state (parameters, optimiser state) and every metric (the gradient norm
+  among them) must be finite, so no checkpoint ever holds NaN.
+
+  Raises:
+    FloatingPointError: naming the step, the first non-finite quantity and
+      the fix; nothing of this step has been logged or saved.
+  """
+  tree = {"state": state, "metrics": metrics}
+  ok = jax.device_get(_finite_leaves(tree))
+  if ok.all():
+    return
+  paths = [jax.tree_util.keystr(path) for path, x in
+           jax.tree_util.tree_flatten_with_path(tree)[0]
+           if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  first = paths[int(ok.argmin())]
+  resume = (f"resume from the last checkpoint (step {last_checkpoint})"
+            if last_checkpoint else "restart")
+  raise FloatingPointError(
+      f"{first} is NaN or Inf after step {step}; nothing of this step was "
+      f"logged or checkpointed. Fix: lower {lr_key} or check this step's "
+      f"inputs, then {resume}.")
 
 
 def initial_state(params, tx: optax.GradientTransformation,
