@@ -169,8 +169,10 @@ def davis_video(
         raise DataError(
             frames[t].mask, f"object id {new_id} is not in the first annotated "
             f"mask {frames[first].mask}",
-            "fix the annotation ids, or pass allow_new_objects=True if objects "
-            "may enter later")
+            "fix the annotation ids so that every object is in the first "
+            "annotated mask (the DAVIS protocol); for a dataset whose objects "
+            "enter later, use the YouTube-VOS layout and "
+            "--config.data.kind=youtube_vos")
       first_frame[new_id] = int(t)
   if not first_frame:
     raise DataError(

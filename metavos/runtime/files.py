@@ -9,11 +9,28 @@ import tempfile
 from typing import IO, Iterator
 
 
+def default_mode() -> int:
+  """The mode `open()` would give a new file under this process's umask.
+
+  mkstemp makes 0600 files; results are chmod-ed to this ordinary mode so
+  that other users of a shared machine can read them as any other file.
+  """
+  try:  # Linux: read the umask without changing it (thread-safe)
+    with open("/proc/self/status", encoding="ascii") as f:
+      mask = next(int(line.split()[1], 8) for line in f
+                  if line.startswith("Umask:"))
+  except (OSError, StopIteration, ValueError, IndexError):
+    mask = os.umask(0o022)
+    os.umask(mask)
+  return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "wb") -> Iterator[IO]:
   """Opens a temporary file next to `path`; renames it onto `path` on success.
 
   On an exception the temporary file is removed and `path` is untouched.
+  The file gets the permissions a plain `open()` would give it.
   """
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +40,7 @@ def atomic_open(path, mode: str = "wb") -> Iterator[IO]:
       yield f
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, default_mode())
     os.replace(tmp, path)
   except BaseException:
     with contextlib.suppress(FileNotFoundError):
