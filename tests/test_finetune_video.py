@@ -171,3 +171,17 @@ def test_objects_per_call_gives_the_same_video_probabilities(synthetic_root):
            for n in (0, 1)]
   np.testing.assert_allclose(probs[0], probs[1], rtol=1e-5, atol=1e-6)
   assert probs[0].std() > 0
+
+
+def test_zero_steps_segments_with_the_starting_parameters(synthetic_root):
+  """finetune.num_steps=0 (the parent network as it is) is a valid setting."""
+  ds = davis.DavisDataset(synthetic_root, split="val")
+  video = ds.load(ds.sequences[0])
+  params = {"w": jnp.asarray([1.0, -1.0, 0.0]), "b": jnp.zeros(())}
+  seg = video_lib.VideoSegmenter(_pixel_model, _cfg(num_steps=0))
+  probs, _, stats = seg.predict(params, jnp.asarray(0.5), video,
+                                jax.random.key(0))
+  frame = video.frames[1].astype(np.float32) / 255.0
+  want = jax.nn.sigmoid(frame @ np.asarray([1.0, -1.0, 0.0]))
+  np.testing.assert_allclose(probs[0, 1], want, atol=1e-5)
+  assert "final_support_loss" not in stats

@@ -243,6 +243,8 @@ class VideoSegmenter:
                                            keys, n, velocity)
       step_losses.append(ls)
       done += n
+    if not step_losses:  # num_steps = 0: the starting parameters as they are
+      return params, jnp.zeros((images.shape[0], 0), jnp.float32)
     return params, jnp.concatenate(step_losses, axis=1)
 
   def segment(self, params, lrs, video: Video, rng: jax.Array,
@@ -336,8 +338,9 @@ class VideoSegmenter:
           small[:, b:e] = np.asarray(small_b)
     for i, o in enumerate(objs):  # Objects do not exist before they enter.
       probs[i, :video.first_frame[o]] = 0.0
-    stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds,
-             "final_support_loss": float(np.mean(ft_losses[:, -1]))}
+    stats = {"finetune_seconds": t_ft, "online_seconds": ona_seconds}
+    if ft_losses.shape[1]:  # none without fine-tuning steps
+      stats["final_support_loss"] = float(np.mean(ft_losses[:, -1]))
     return probs, sorted({t for idx in sup_idx for t in idx}), stats
 
   def _predict_objects(self, params, states, frames, rng, out_size):
