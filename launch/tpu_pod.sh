@@ -26,7 +26,7 @@ case "${1:-}" in
     gcloud compute tpus tpu-vm scp --recurse --zone="$ZONE" --worker=all \
       "$(git rev-parse --show-toplevel)" "$TPU":~/metavos
     ssh_all "cd ~/metavos && python3 -m venv .venv && . .venv/bin/activate && \
-      pip install -U pip && pip install -e . 'jax[tpu]'" ;;
+      pip install -U pip && pip install -e '.[tpu]'" ;;
   data)
     # Run where the DAVIS folder is (DAVIS=/path/to/DAVIS), then upload.
     : "${DAVIS:?set DAVIS to the DAVIS root}"
