@@ -159,7 +159,7 @@ def load_first_mask(mask_or_path, frame_size: tuple[int, int],
   if isinstance(mask_or_path, (str, os.PathLike)):
     source = str(mask_or_path)
     raw, mode = io.read_mask_and_mode(mask_or_path)
-    mask = davis.mask_to_ids(raw, mode, year=2017)
+    mask = davis.mask_to_ids(raw, mode, year=2017, path=source)
   else:
     source, mask = "<mask array>", np.asarray(mask_or_path)
     if mask.ndim != 2 or mask.min() < 0 or mask.max() > 255:

@@ -13,7 +13,7 @@ import os
 import jax
 import ml_collections
 
-from metavos.methods import registry
+from metavos.methods import registry, validate
 from metavos.runtime import files, metric_writer
 
 MODES = ("train", "evaluate")
@@ -29,7 +29,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   if config.mode not in MODES:
     raise ValueError(f"config.mode must be one of {MODES}, got "
                      f"{config.mode!r}.")
-  os.makedirs(workdir, exist_ok=True)
+  # Everything the run will read, checked before anything is compiled.
+  validate.validate(config, workdir)
   if config.mode == "evaluate" and jax.process_index() == 0:
     # An evaluation is recorded apart from the training run's config.json,
     # which it must not overwrite (the same workdir may hold both).

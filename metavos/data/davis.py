@@ -52,20 +52,49 @@ class FrameFiles:
   mask: str | None
 
 
-def mask_to_ids(raw: np.ndarray, mode: str, year: int) -> np.ndarray:
+# Grey DAVIS 2016 masks: object where the value is at least this.
+GREY_THRESHOLD = 128
+
+
+def mask_to_ids(raw: np.ndarray, mode: str, year: int,
+                path: str = "<mask>") -> np.ndarray:
   """Converts stored mask values to object ids.
 
   Args:
     raw: (H, W) uint8 values as stored in the PNG.
     mode: "L" or "P" (see `io.read_mask_and_mode`).
     year: 2016 makes every nonzero, non-void pixel object 1.
+    path: the file, named in errors.
 
   Returns:
     (H, W) uint8 ids, 0 = background, 255 = void.
+
+  A greyscale DAVIS 2016 mask with values between 0 and 255 (anti-aliased,
+  or resized with bilinear filtering) is binarised at `GREY_THRESHOLD`
+  (half intensity), as DAVIS' own downsampled masks are; one whose values
+  are all small (< the threshold) is a label image: nonzero is the object.
+  Any other year reads values as ids, so a greyscale mask with values in
+  [GREY_THRESHOLD, 255) is refused: those are blurred edges, not objects.
+
+  Raises:
+    DataError: a greyscale id mask (year != 2016) with grey values.
   """
   if mode == "L" and np.all((raw == 0) | (raw == 255)):
     # DAVIS 2016 binary mask: 255 is the object, not void.
     return (raw > 0).astype(np.uint8)
+  if mode == "L" and year == 2016:
+    if raw.max() >= GREY_THRESHOLD:
+      return (raw >= GREY_THRESHOLD).astype(np.uint8)
+    return (raw > 0).astype(np.uint8)
+  if mode == "L":
+    grey = np.unique(raw[(raw >= GREY_THRESHOLD) & (raw != VOID)])
+    if grey.size:
+      raise DataError(
+          path, f"greyscale mask holds values {grey[:6].tolist()}"
+          f"{' ...' if grey.size > 6 else ''} that would be read as object "
+          "ids: an anti-aliased or bilinearly resized mask", "save masks as "
+          "palette PNGs of object ids (or binary 0/255 for one object), "
+          "resized with nearest-neighbour")
   if year == 2016:
     return np.where(raw == VOID, VOID, raw > 0).astype(np.uint8)
   return raw
@@ -109,7 +138,7 @@ def read_frames(
             f"{frame.image} is {image.shape[0]}x{image.shape[1]}",
             "use annotations of the same resolution as the frames (check the "
             "resolution folder) or resize the mask with nearest-neighbour")
-      mask = mask_to_ids(raw, mode, year)
+      mask = mask_to_ids(raw, mode, year, frame.mask)
       annotated[t] = True
     masks.append(mask)
   return np.stack(images), np.stack(masks), annotated

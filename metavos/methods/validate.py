@@ -1,0 +1,101 @@
+"""One start-up validation pass, before any data is decoded or compiled.
+
+What a run will read later must fail now, in seconds, with a message naming
+the config key or file and the fix, not after hours of training:
+
+- config values chosen from a fixed set (losses);
+- every split that training and evaluation read: the split exists, each
+  sequence's frames and annotations pair up, and its first annotated mask
+  holds an object (DAVIS layouts; other readers check their split here and
+  their files when loaded);
+- the output location: writable.
+
+Synthetic data (`data.root=""`) is generated correct by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import ml_collections
+from absl import logging
+
+from metavos.data import davis, io
+from metavos.data.errors import DataError
+from metavos.finetune import losses
+from metavos.methods import setup
+
+# Config keys that name a loss, where a method's config has them.
+_LOSS_KEYS = ("finetune.loss", "meta.loss", "parent.loss")
+
+
+def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Checks `config`, the data it reads and `workdir` (see module doc).
+
+  Raises:
+    ValueError: a config value that cannot work (names the key).
+    DataError: a bad split, sequence or file (names the file).
+    OSError: `workdir` is not writable (names it).
+  """
+  check_config(config)
+  check_workdir(workdir)
+  if config.data.root:
+    for split in splits_read(config):
+      check_split(config, split)
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  for key in _LOSS_KEYS:
+    section, name = key.split(".")
+    if section in config and name in config[section]:
+      try:
+        losses.get_loss(config[section][name])
+      except ValueError as e:
+        raise ValueError(f"config.{key}: {e}") from None
+
+
+def splits_read(config: ml_collections.ConfigDict) -> list[str]:
+  """The splits this run reads: the evaluation split, and the training
+  split unless the mode is evaluate."""
+  splits = [config.data.split]
+  if config.mode == "train" and config.data.train_split not in splits:
+    splits.append(config.data.train_split)
+  return splits
+
+
+def check_split(config: ml_collections.ConfigDict, split: str) -> None:
+  """Opens `split` and, for DAVIS layouts, checks every sequence's files and
+  that its first annotated mask holds an object."""
+  ds = setup.open_split(config, config.data.root, split)
+  if not ds.sequences:
+    raise DataError(config.data.root, f"split {split!r} lists no sequence",
+                    "list at least one sequence in the split file")
+  if not isinstance(ds, davis.DavisDataset):
+    return
+  for name in ds.sequences:
+    frames = ds.frame_files(name)
+    first = next((f for f in frames if f.mask is not None), None)
+    if first is None:
+      raise DataError(os.path.dirname(frames[0].image), "sequence has no "
+                      "annotated frame", "add the first frame's mask")
+    raw, mode = io.read_mask_and_mode(first.mask)
+    ids = davis.mask_to_ids(raw, mode, config.data.year, first.mask)
+    if not davis.object_ids_in(ids):
+      raise DataError(first.mask, "first annotated mask contains no object",
+                      "annotate at least one object (nonzero, non-255 id) in "
+                      "this frame, or drop the sequence from split "
+                      f"{split!r}")
+  logging.info("Split %r: %d sequences checked.", split, len(ds.sequences))
+
+
+def check_workdir(workdir: str) -> None:
+  """`workdir` exists (or can be made) and takes a file."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise OSError(f"{workdir}: cannot write the run's outputs here "
+                  f"({e.strerror or e}). Fix: pass a writable --workdir.") \
+        from None

@@ -1,0 +1,109 @@
+"""The start-up validation pass: what a run reads late fails first, in
+seconds, naming the key or file; and the mask policy for grey masks."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import osvos
+from metavos import train
+from metavos.data import davis
+from metavos.data.errors import DataError
+from metavos.methods import registry
+
+
+@pytest.fixture
+def never_trains(monkeypatch):
+  """Fails the test if a method starts: validation must stop the run first."""
+  def started(name):
+    raise AssertionError(f"method {name} started despite a bad setting")
+  monkeypatch.setattr(registry, "get", started)
+
+
+@pytest.fixture
+def data(tmp_path, synthetic_root):
+  root = tmp_path / "data"
+  shutil.copytree(synthetic_root, root)
+  return root
+
+
+def _config(root, **overrides):
+  config = osvos.get_config("smoke")
+  config.data.root = str(root)
+  config.data.train_split, config.data.split = "train", "val"
+  for key, value in overrides.items():
+    *sections, name = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[name] = value
+  return config
+
+
+def test_unknown_loss_fails_before_training(tmp_path, never_trains):
+  config = osvos.get_config("smoke")
+  config.finetune.loss = "dice"
+  with pytest.raises(ValueError, match="config.finetune.loss: .*dice"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_unknown_evaluation_split_fails_before_training(tmp_path, data,
+                                                         never_trains):
+  with pytest.raises(DataError, match="split 'vall'.*use one of"):
+    train.train_and_evaluate(_config(data, **{"data.split": "vall"}),
+                             str(tmp_path / "run"))
+
+
+def test_evaluation_sequence_without_frames_fails_before_training(
+    tmp_path, data, never_trains):
+  name = (data / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
+  for frame in (data / "JPEGImages" / "480p" / name).glob("*.jpg"):
+    frame.unlink()
+  with pytest.raises(DataError, match=f"{name}: no .jpg frames"):
+    train.train_and_evaluate(_config(data), str(tmp_path / "run"))
+
+
+def test_empty_first_mask_in_evaluation_split_fails_before_training(
+    tmp_path, data, never_trains):
+  name = (data / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
+  first = sorted((data / "Annotations" / "480p" / name).glob("*.png"))[0]
+  palette = Image.open(first).getpalette()
+  empty = Image.fromarray(np.zeros_like(np.asarray(Image.open(first))), "P")
+  empty.putpalette(palette)
+  empty.save(first)
+  with pytest.raises(DataError, match="first annotated mask contains no"):
+    train.train_and_evaluate(_config(data), str(tmp_path / "run"))
+  # mode=evaluate reads only the evaluation split: a bad train split is fine.
+  config = _config(data, **{"data.train_split": "nope", "mode": "evaluate"})
+  with pytest.raises(DataError, match=str(first)):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_unwritable_workdir_is_one_clear_line(tmp_path, never_trains):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a folder")
+  with pytest.raises(OSError, match="cannot write the run's outputs") as e:
+    train.train_and_evaluate(osvos.get_config("smoke"), str(blocker / "run"))
+  assert "Fix: pass a writable --workdir" in str(e.value)
+  assert "\n" not in str(e.value)
+
+
+def test_grey_davis16_masks_are_binarised_at_half_intensity():
+  grey = np.array([[0, 40, 127, 128, 200, 255]], np.uint8)
+  np.testing.assert_array_equal(davis.mask_to_ids(grey, "L", 2016),
+                                [[0, 0, 0, 1, 1, 1]])
+  labels = np.array([[0, 1, 1, 0]], np.uint8)  # a 0/1 label image
+  np.testing.assert_array_equal(davis.mask_to_ids(labels, "L", 2016),
+                                [[0, 1, 1, 0]])
+  binary = np.array([[0, 255]], np.uint8)
+  np.testing.assert_array_equal(davis.mask_to_ids(binary, "L", 2017), [[0, 1]])
+
+
+def test_grey_id_masks_are_refused_naming_the_values():
+  grey = np.array([[0, 1, 128, 200, 255]], np.uint8)
+  with pytest.raises(DataError, match=r"m.png: .*values \[128, 200\]"):
+    davis.mask_to_ids(grey, "L", 2017, "m.png")
+  ids = np.array([[0, 1, 2, 255]], np.uint8)  # ids and void: fine
+  np.testing.assert_array_equal(davis.mask_to_ids(ids, "L", 2017), ids)
