@@ -26,7 +26,8 @@ def test_maskrcnn_smoke_trains_and_evaluates(tmp_path):
     lines = [json.loads(line) for line in f]
   assert [x["step"] for x in lines] == [1, 2, 3]
   assert all(np.isfinite(x["loss"]) for x in lines)
-  seqs = os.listdir(os.path.join(workdir, "results"))
+  seqs = [d.name for d in os.scandir(os.path.join(workdir, "results"))
+          if d.is_dir()]
   assert seqs and len(os.listdir(os.path.join(workdir, "results",
                                               seqs[0]))) == 6
   with open(os.path.join(workdir, "timing.json")) as f:

@@ -29,7 +29,8 @@ def _check_outputs(workdir, metrics, num_steps):
     steps = [json.loads(line)["step"] for line in f]
   assert steps == list(range(1, num_steps + 1))
   assert os.path.exists(os.path.join(workdir, "config.json"))
-  seqs = os.listdir(os.path.join(workdir, "results"))
+  seqs = [d.name for d in os.scandir(os.path.join(workdir, "results"))
+          if d.is_dir()]
   assert seqs, "no results written"
   frames = os.listdir(os.path.join(workdir, "results", seqs[0]))
   assert len(frames) == 6 and all(f.endswith(".png") for f in frames)

@@ -89,7 +89,8 @@ def test_notebook_runs_headless(tmp_path):
   assert 0 <= metrics["global"]["J&F-Mean"] <= 1
   assert f"J&F-Mean {metrics['global']['J&F-Mean']:.4f}" in proc.stdout
   assert (workdir / "report.html").is_file()
-  videos = sorted(os.listdir(workdir / "results"))
+  videos = sorted(d.name for d in (workdir / "results").iterdir()
+                  if d.is_dir())
   assert videos
   for name in videos:
     for picture in (f"{name}.gif", f"{name}_J.png"):

@@ -145,7 +145,9 @@ def _check_report(workdir, num_frames):
     assert not urllib.parse.urlparse(ref).scheme and not ref.startswith("/")
     assert os.path.exists(os.path.join(workdir, urllib.parse.unquote(ref))), ref
   gifs = [s for s in page.images if s.endswith(".gif")]
-  assert len(gifs) == len(os.listdir(os.path.join(workdir, "results")))
+  results = os.path.join(workdir, "results")  # sequence folders + provenance
+  assert len(gifs) == sum(os.path.isdir(os.path.join(results, d))
+                          for d in os.listdir(results))
   for src in page.images:
     with Image.open(os.path.join(workdir, urllib.parse.unquote(src))) as im:
       im.load()
@@ -238,8 +240,9 @@ def test_a_trained_run_has_a_report_that_renders():
   """The pictures of a real train-and-evaluate run (OSVOS smoke)."""
   workdir, metrics = _smoke_run.trained()
   page = _check_report(workdir, num_frames=6)
-  assert len([s for s in page.images if s.endswith("_J.png")]) == len(
-      os.listdir(os.path.join(workdir, "results")))
+  results = os.path.join(workdir, "results")
+  assert len([s for s in page.images if s.endswith("_J.png")]) == sum(
+      os.path.isdir(os.path.join(results, d)) for d in os.listdir(results))
   with open(os.path.join(workdir, "timing.json")) as f:
     timing = json.load(f)
   assert timing["pictures_seconds"] > 0

@@ -8,12 +8,21 @@ fine-tuning, so FPS is per video, not per object) and, with
 J-per-frame plot per video under `<workdir>/pictures/` (metavos.visualize).
 Picture time is reported apart (`pictures_seconds`), so fps stays the
 segmentation speed.
+
+Provenance: `metrics.json` and `results/provenance.json` record the
+checkpoint (path and step) and the config the results came from. A new
+evaluation first renames an earlier `metrics.json` / `report.html` to
+`*.stale.*`, writes its masks to `results.partial/` and swaps that folder in
+only when every video is done, so a kill at any point never leaves a
+`results/` that mixes two evaluations, nor a metrics file beside results it
+does not describe.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from typing import Callable
 
@@ -26,7 +35,7 @@ from metavos.data import writers
 from metavos.data.types import Video
 from metavos.methods import setup
 from metavos.metrics import davis as davis_metrics
-from metavos.runtime import files, progress
+from metavos.runtime import checkpoint, files, progress
 from metavos.visualize import report as report_lib
 
 # segment(video, rng) -> ((T, H, W) uint8 object ids, stats dict)
@@ -47,7 +56,10 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
   names = list(ds.sequences)
   if config.data.max_eval_videos:
     names = names[:config.data.max_eval_videos]
-  results_dir = os.path.join(workdir, "results")
+  provenance = _provenance(config, workdir)
+  _mark_stale(workdir)
+  results_dir = os.path.join(workdir, RESULTS + ".partial")
+  shutil.rmtree(results_dir, ignore_errors=True)  # a killed evaluation's
   evaluator = davis_metrics.DavisEvaluator()
   pictures = _report_writer(config, workdir)
   timing = {}
@@ -70,12 +82,54 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
     if pictures:
       stats["pictures_seconds"] = pictures.add_video(video, pred, result)
     bar.update(i + 1, extra=f"{name} {stats['fps']:.2f} fps")
-  return _finish(config, workdir, evaluator, timing, pictures)
+  files.atomic_write_text(os.path.join(results_dir, PROVENANCE),
+                          json.dumps({**provenance, "sequences": names},
+                                     indent=2))
+  _swap_in(results_dir, os.path.join(workdir, RESULTS))
+  return _finish(config, workdir, evaluator, timing, pictures, provenance)
+
+
+RESULTS = "results"
+PROVENANCE = "provenance.json"
+# Outputs of an evaluation that a newer one supersedes.
+_STALE = ("metrics.json", "report.html")
+
+
+def _provenance(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Which parameters and config the results come from."""
+  record = {"method": config.method, "mode": config.mode,
+            "split": config.data.split, "data_root": config.data.root,
+            "config": config.to_dict()}
+  try:
+    root, step = checkpoint.locate(setup.trained_checkpoint(config, workdir))
+    record.update(checkpoint=str(root), checkpoint_step=step)
+  except (ValueError, checkpoint.CheckpointError):  # e.g. nothing trained
+    record.update(checkpoint=None, checkpoint_step=None)
+  return json.loads(json.dumps(record, default=str))
+
+
+def _mark_stale(workdir: str) -> None:
+  for name in _STALE:
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      stem, ext = os.path.splitext(name)
+      os.replace(path, os.path.join(workdir, f"{stem}.stale{ext}"))
+
+
+def _swap_in(new_dir: str, final_dir: str) -> None:
+  """Replaces `final_dir` by the finished `new_dir` (two renames)."""
+  old = final_dir + ".old"
+  shutil.rmtree(old, ignore_errors=True)
+  if os.path.exists(final_dir):
+    os.replace(final_dir, old)
+  os.replace(new_dir, final_dir)
+  shutil.rmtree(old, ignore_errors=True)
 
 
 def _finish(config: ml_collections.ConfigDict, workdir: str,
             evaluator: davis_metrics.DavisEvaluator, timing: dict,
-            pictures: report_lib.ReportWriter | None) -> dict:
+            pictures: report_lib.ReportWriter | None,
+            provenance: dict) -> dict:
   """Writes metrics.json, the report and timing.json; returns the metrics."""
   fps = [s["fps"] for s in timing.values()]
   summary = {"videos": timing, "median_fps": float(np.median(fps)),
@@ -85,12 +139,16 @@ def _finish(config: ml_collections.ConfigDict, workdir: str,
                      "part of fps."}
   metrics = evaluator.result() if len(evaluator) else {}
   if metrics:
+    record = {k: v for k, v in provenance.items() if k != "config"}
     files.atomic_write_text(os.path.join(workdir, "metrics.json"),
-                            json.dumps(metrics, indent=2))
+                            json.dumps({**metrics, "provenance": record},
+                                       indent=2))
   if pictures:
     n = len(timing)
+    step = provenance.get("checkpoint_step")
     pictures.write(metrics, summary, f"{config.method} on {config.data.split}"
-                   f": {n} video{'' if n == 1 else 's'}")
+                   f": {n} video{'' if n == 1 else 's'}"
+                   + (f", checkpoint step {step}" if step is not None else ""))
     summary["pictures_seconds"] = pictures.seconds
   files.atomic_write_text(os.path.join(workdir, "timing.json"),
                           json.dumps(summary, indent=2))
