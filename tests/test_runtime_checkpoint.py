@@ -1,5 +1,6 @@
 """Checkpoints: round trips, the resume order, and loud failures."""
 
+import errno
 import pathlib
 import textwrap
 
@@ -257,3 +258,34 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent("""
 
 def test_restore_reshards_on_8_devices(tmp_path):
   run_on_fake_devices(_MULTI_DEVICE_SCRIPT, str(tmp_path), timeout=120)
+
+
+def test_unfinished_saves_are_removed_when_a_run_opens_its_checkpoints(
+    tmp_path):
+  root = _save(tmp_path, 1, 2)
+  leftover = root / "3.orbax-checkpoint-tmp-1700000000"
+  (leftover / "state").mkdir(parents=True)
+  (leftover / "state" / "partial").write_text("x")
+  with checkpoint.Checkpointer(root, read_only=True) as c:
+    assert c.all_steps() == [1, 2]
+  assert leftover.exists()  # reading another run's checkpoints deletes nothing
+  with checkpoint.Checkpointer(root) as c:
+    assert c.latest_step() == 2
+  assert not leftover.exists()
+  assert sorted(p.name for p in root.iterdir()) == ["1", "2"]
+
+
+def test_a_full_disk_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
+  root = _save(tmp_path, 1)
+  with checkpoint.Checkpointer(root) as ckpt:
+    def full(*args, **kwargs):
+      try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+      except OSError as e:
+        raise RuntimeError("orbax: save failed") from e
+    monkeypatch.setattr(ckpt._manager, "save", full)
+    with pytest.raises(checkpoint.CheckpointError) as e:
+      ckpt.save(2, _trained(2))
+  msg = str(e.value)
+  assert "No space left on device" in msg and "resumes from step 1" in msg
+  assert "\n" not in msg

@@ -23,6 +23,8 @@ All processes of a multi-process job must make the same calls.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from typing import Any, Callable, Literal, Sequence
@@ -46,6 +48,7 @@ METADATA = "metadata"
 # when done.
 _TMP_MARKER = ".orbax-checkpoint-tmp"
 _MAX_LISTED = 8
+_STORAGE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
 
 class CheckpointError(RuntimeError):
@@ -211,6 +214,8 @@ class Checkpointer:
         deletes anything.
     """
     self.directory = _absolute(directory)
+    if not read_only:
+      remove_unfinished(self.directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else max_to_keep,
         save_interval_steps=0 if read_only else save_interval_steps,
@@ -241,9 +246,10 @@ class Checkpointer:
     # A JSON round trip now, so a bad value fails here and not in a thread.
     metadata = json.loads(json.dumps(metadata or {},
                                      default=metric_writer.json_default))
-    return self._manager.save(step, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardSave(state),
-        METADATA: ocp.args.JsonSave(metadata)}), force=force)
+    with self._storage_errors():
+      return self._manager.save(step, args=ocp.args.Composite(**{
+          STATE: ocp.args.StandardSave(state),
+          METADATA: ocp.args.JsonSave(metadata)}), force=force)
 
   def restore(self, step: int | None, abstract_state: PyTree
               ) -> tuple[PyTree, dict]:
@@ -286,7 +292,28 @@ class Checkpointer:
 
   def wait_until_finished(self) -> None:
     """Blocks until background saves are on disk; raises their errors."""
-    self._manager.wait_until_finished()
+    with self._storage_errors():
+      self._manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _storage_errors(self):
+    """A save that fails on the storage itself (full disk, read-only or
+    forbidden folder) becomes one CheckpointError line saying what to do,
+    instead of Orbax's nested tracebacks."""
+    try:
+      yield
+    except Exception as e:  # Orbax wraps the OSError in its own types.
+      cause = _os_error_in(e)
+      if cause is None:
+        raise
+      latest = self.latest_step()
+      raise CheckpointError(
+          self.directory, f"a checkpoint could not be written "
+          f"({os.strerror(cause.errno) if cause.errno else cause})",
+          "free space (or make the folder writable, or pass another "
+          "--workdir) and start the run again: it resumes from "
+          + (f"step {latest}" if latest is not None else "the beginning")
+      ) from None
 
   def close(self) -> None:
     self._manager.close()
@@ -296,6 +323,37 @@ class Checkpointer:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+def _os_error_in(error: BaseException) -> OSError | None:
+  """The storage OSError (no space, read-only, forbidden) behind `error`."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def remove_unfinished(directory: epath.Path) -> list[str]:
+  """Deletes the temporary folders of saves that never finished (a kill or a
+  full disk during a save); the run resumes from its last finished step.
+
+  Returns:
+    The names removed (process 0 removes; the others return []).
+  """
+  if jax.process_index() != 0 or not directory.is_dir():
+    return []
+  removed = []
+  for path in directory.iterdir():
+    if _TMP_MARKER in path.name:
+      path.rmtree() if path.is_dir() else path.unlink()
+      removed.append(path.name)
+  if removed:
+    logging.warning("Removed unfinished checkpoint saves %s from %s.",
+                    removed, directory)
+  return removed
 
 
 def locate(path: str | os.PathLike) -> tuple[epath.Path, int]:
