@@ -44,26 +44,35 @@ SCRIPT = textwrap.dedent("""
       return jax.device_get(fn(sharding.replicate(mp, mesh), b, key))
 
     g8, g1 = grads_on(8), grads_on(1)
-    # Absolute agreement to 1e-5 on gradients of order 0.1-1 (float32 sums
-    # in a different order differ by ~1e-7).
-    worst = max(float(np.max(np.abs(a - b)))
-                for a, b in zip(jax.tree.leaves(g8), jax.tree.leaves(g1)))
     scale = {k: max(float(np.abs(x).max()) for x in jax.tree.leaves(g1[k]))
              for k in ("init", "lrs")}
+
+    def rel(ga, gb):
+      # Worst difference of each part (init, rates) over its own scale.
+      return max(max(float(np.max(np.abs(a - b))) for a, b in
+                     zip(jax.tree.leaves(ga[k]), jax.tree.leaves(gb[k])))
+                 / scale[k] for k in scale)
+
+    worst = rel(g8, g1)
     # Tasks 5 at a time (the last chunk of 3) instead of all vmapped:
     # the same meta-gradient.
     import dataclasses
     g_map = grads_on(1, dataclasses.replace(mc, tasks_per_call=5))
-    worst_map = max(float(np.max(np.abs(a - b))) for a, b in
-                    zip(jax.tree.leaves(g_map), jax.tree.leaves(g1)))
+    worst_map = rel(g_map, g1)
     print("WORST", worst, "SCALE", scale, "MAP", worst_map)
     assert min(scale.values()) > 1e-2, scale  # both meta-gradients are live
-    assert worst < 1e-5, worst
-    assert worst_map < 1e-5, worst_map
+    # Tolerance, relative to each part's largest gradient: float32 (eps
+    # 1.2e-7) reassociation over the ~12k terms each gradient sums (8 tasks
+    # x 2 copies x 768 pixels), ~sqrt(12k) eps = 1.3e-5 per reduction,
+    # compounded through the chain of reductions of two inner steps and the
+    # Lovasz hinge's sort: 2e-4. A sharding bug (a device's tasks dropped
+    # or counted twice, a sum for a mean) is off by 1/8 or more.
+    assert worst < 2e-4, worst
+    assert worst_map < 2e-4, worst_map
 """)
 
 
 def test_meta_gradient_same_on_8_and_1_devices():
   # Full XLA optimisation: without it the two programs' float32 sums drift
-  # to ~2e-5 apart, past the 1e-5 the sharding must meet.
+  # further apart (~2e-5 absolute measured on AMD EPYC).
   run_on_fake_devices(SCRIPT, marker="WORST", fast_compile=False)
