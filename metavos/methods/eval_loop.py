@@ -140,9 +140,9 @@ def _finish(config: ml_collections.ConfigDict, workdir: str,
   metrics = evaluator.result() if len(evaluator) else {}
   if metrics:
     record = {k: v for k, v in provenance.items() if k != "config"}
+    metrics = {**metrics, "provenance": record}  # returned as written
     files.atomic_write_text(os.path.join(workdir, "metrics.json"),
-                            json.dumps({**metrics, "provenance": record},
-                                       indent=2))
+                            json.dumps(metrics, indent=2))
   if pictures:
     n = len(timing)
     step = provenance.get("checkpoint_step")

@@ -122,6 +122,8 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
   Raises:
     ValueError: naming both normalisations, the checkpoint and the fix.
   """
+  if "model" not in config:  # memory networks: torchvision ResNets only
+    return path
   saved = checkpoint.read_metadata(path).get("input_norm")
   want = config.model.input_norm or models.input_norm(config.model)
   if saved and saved != want:
