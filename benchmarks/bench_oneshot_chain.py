@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks import common
 from configs import oneshot as oneshot_config
-from metavos.methods import oneshot, stcn
+from metavos.methods import memory_networks, oneshot
 from metavos.runtime import sharding
 
 # name -> (config.unroll, config.memory.remat)
@@ -51,10 +51,10 @@ def fake_batch(config) -> dict:
 def bench(config, setting: str, repeats: int) -> dict:
   config.unroll, config.memory.remat = SETTINGS[setting]
   mesh = sharding.make_mesh(config.num_devices or None)
-  fns, params = stcn.build_network(config)
+  fns, params = memory_networks.build_network(config)
   update = oneshot.make_update(config, fns, mesh, 1.0)
   state = sharding.replicate({
-      "params": params, "opt_state": stcn.make_optimizer(config).init(params),
+      "params": params, "opt_state": memory_networks.make_optimizer(config).init(params),
       "step": jnp.zeros((), jnp.int32)}, mesh)
   batch = sharding.shard_batch(fake_batch(config), mesh)
   key = jax.random.key(0)

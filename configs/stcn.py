@@ -51,6 +51,11 @@ def clip_config() -> ml_collections.ConfigDict:
   c.max_gap = 5               # Largest frame step inside a clip (direction random).
   c.max_objects = 2           # Objects per clip, K (padded with absent objects).
   c.flip = True               # Flip whole clips horizontally at random.
+  # Static-image pre-training (STCN's stage 0): each clip is its first frame
+  # repeated, the motion made by clip.augment's per-frame warps (needs
+  # clip.augment.enabled; widen frame_scale/frame_rotation_deg/frame_shift).
+  # Its checkpoint can start any memory-network run: train.init_from.
+  c.static_frames = False
   a = c.augment = ml_collections.ConfigDict()  # In-step JAX augmentation (metavos.memory.clip_augment).
   a.enabled = False           # Off: clips are the frames as sampled (plus flip).
   a.scale_range = (0.9, 1.3)  # Clip-level zoom (> 1 zooms in), shared by the clip's frames.
@@ -138,11 +143,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = common.base_config("stcn")
   c.memory = memory_config()
   c.clip = clip_config()
-  # Static-image pre-training (STCN's stage 0): each clip is its first frame
-  # repeated, the motion made by clip.augment's per-frame warps (needs
-  # clip.augment.enabled; widen frame_scale/frame_rotation_deg/frame_shift).
-  # Its checkpoint can start any memory-network run: train.init_from.
-  c.clip.static_frames = False
   c.labels = labels_config()
   c.pretrain = pretrain_config()
   c.optim = optim_config()

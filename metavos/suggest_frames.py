@@ -9,7 +9,6 @@ segments every frame, and prints the unannotated frames with the highest
 mean per-pixel entropy. `--output` also writes them as JSON.
 """
 
-import importlib
 import json
 
 import jax
@@ -36,8 +35,7 @@ flags.mark_flags_as_required(["config", "sequence"])
 def suggest_frames(config, workdir: str, sequence: str, annotated, top: int,
                    min_gap: int = 2) -> list[dict]:
   """Returns the `top` most uncertain frames of `sequence` with scores."""
-  method = importlib.import_module(registry.METHODS[config.method])
-  bound = method.load_segmenter(config, workdir)
+  bound = registry.load_segmenter(config.method)(config, workdir)
   ds = setup.open_split(config, setup.data_root(config, workdir),
                         config.data.split)
   video = ds.load(sequence)

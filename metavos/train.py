@@ -13,7 +13,7 @@ import os
 import jax
 import ml_collections
 
-from metavos.methods import registry, validate
+from metavos.methods import eval_loop, registry, validate
 from metavos.runtime import files, metric_writer
 
 MODES = ("train", "evaluate")
@@ -21,7 +21,10 @@ EVAL_CONFIG_FILE = "eval_config.json"  # the config of a mode=evaluate run
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Runs `config.method` in `config.mode` with outputs under `workdir`.
+  """Runs `config.method` in `config.mode` with outputs under `workdir`:
+  trains (mode "train"), then evaluates the trained segmenter on
+  `config.data.split`; the same path for every method (see
+  metavos.methods.registry for what a method provides).
 
   Returns:
     The evaluation metrics dict (DAVIS JSON shape), {} when nothing was scored.
@@ -38,7 +41,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         os.path.join(workdir, EVAL_CONFIG_FILE),
         json.dumps(config.to_dict(), default=metric_writer.json_default,
                    indent=2, sort_keys=True) + "\n")
-  return registry.get(config.method)(config, workdir)
+  method = registry.get(config.method)
+  trained = None
+  if config.mode == "train":
+    trained = method.train(config, workdir)
+    if trained is registry.NOT_EVALUATED:
+      return {}
+  return eval_loop.evaluate(config, workdir,
+                            method.load_segmenter(config, workdir, trained))
 
 
 def describe_outputs(workdir: str, metrics: dict) -> str:

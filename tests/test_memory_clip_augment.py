@@ -13,7 +13,7 @@ from _toy_memory import ToyFns, toy_params
 from configs import stcn as stcn_config
 from metavos.data import clips, davis, sampling
 from metavos.memory import clip_augment
-from metavos.methods import stcn, train_loop
+from metavos.methods import memory_networks, stcn, train_loop
 from metavos.runtime import sharding
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -152,7 +152,7 @@ def test_static_frames_reach_the_stcn_step(synthetic_root):
 
   def loss_of(cfg, b):
     update = stcn.make_update(cfg, fns, mesh, 1.0)
-    state = train_loop.initial_state(params, stcn.make_optimizer(cfg), mesh)
+    state = train_loop.initial_state(params, memory_networks.make_optimizer(cfg), mesh)
     return float(update(state, sharding.shard_batch(b, mesh), key)[1]["loss"])
 
   static = config.copy_and_resolve_references()

@@ -10,7 +10,7 @@ import pytest
 from configs import stcn as stcn_config
 from metavos import train
 from metavos.data import clips, labels
-from metavos.methods import stcn
+from metavos.methods import memory_networks, stcn
 from metavos.runtime import checkpoint
 
 
@@ -54,7 +54,7 @@ def test_train_evaluate_and_resume(tmp_path, monkeypatch):
     stcn.train(config, part)
   monkeypatch.setattr(clips.ClipSampler, "sample", real)
   stcn.train(config, part)
-  _, init = stcn.build_network(config)
+  _, init = memory_networks.build_network(config)
   pa, pb = (checkpoint.restore_subtree(os.path.join(w, "checkpoints"),
                                        "params", init) for w in (full, part))
   assert max(float(np.abs(a - b).max()) for a, b in zip(

@@ -1,5 +1,5 @@
 """The synthetic pre-training stage of the memory-network methods
-(config.pretrain, metavos.methods.stcn.starting_checkpoint)."""
+(config.pretrain, metavos.methods.memory_networks.starting_checkpoint)."""
 
 import json
 import os
@@ -11,7 +11,8 @@ import pytest
 from configs import oneshot as oneshot_config
 from configs import stcn as stcn_config
 from configs import twoshot as twoshot_config
-from metavos.methods import oneshot, stcn, train_loop, twoshot
+from metavos.methods import (memory_networks, oneshot, stcn, train_loop,
+                             twoshot)
 from metavos.runtime import checkpoint
 
 pytestmark = pytest.mark.usefixtures("fast_compile_cached")
@@ -38,7 +39,7 @@ def test_stage_config_is_supervised_synthetic_and_ignores_the_run():
   c = stcn_config.get_config("davis16_cpu")
   c.pretrain.synthetic_steps = 600
   c.train.init_from, c.restore, c.seed = "x", "y", 3
-  s = stcn.pretrain_stage_config(c)
+  s = memory_networks.pretrain_stage_config(c)
   assert (s.method, s.data.root, s.labels.kind) == ("stcn", "", "all")
   assert (s.data.synthetic.num_videos, s.data.synthetic.num_frames) == (240,
                                                                        16)
@@ -54,13 +55,13 @@ def test_pretraining_starts_the_run_and_is_not_repeated(tmp_path):
   config = _config()
   run = str(tmp_path / "run")
   params, _ = stcn.train(config, run)
-  stage = os.path.join(run, stcn.PRETRAIN_DIR)
+  stage = os.path.join(run, memory_networks.PRETRAIN_DIR)
   with open(os.path.join(stage, "labels.json")) as f:
     assert json.load(f)  # every frame of the synthetic videos
   lines = [json.loads(x) for x in open(os.path.join(stage, "metrics.jsonl"))]
   assert lines[-1]["step"] == 2 and lines[-1]["labelled_fraction"] == 1.0
   pre = _params(os.path.join(stage, "checkpoints"), params)
-  _, fresh = stcn.build_network(config)
+  _, fresh = memory_networks.build_network(config)
   # Two AdamW steps of rate <= lr away from the pre-trained network (each
   # Adam step moves a parameter by at most ~lr), far from the run's own
   # initialisation.
@@ -71,11 +72,11 @@ def test_pretraining_starts_the_run_and_is_not_repeated(tmp_path):
   assert max(float(np.max(np.abs(a - b))) for a, b in zip(
       jax.tree.leaves(fresh), jax.tree.leaves(pre))) > 20 * lr
   # The run has its checkpoint now: a resume neither reads nor trains it.
-  assert stcn.starting_checkpoint(config, run) == ""
+  assert memory_networks.starting_checkpoint(config, run) == ""
   # Another run naming the same stage directory restores it, no step more.
   other = _config(oneshot_config)
   other.pretrain.workdir = stage
-  path = stcn.starting_checkpoint(other, str(tmp_path / "other"))
+  path = memory_networks.starting_checkpoint(other, str(tmp_path / "other"))
   assert path == os.path.join(stage, "checkpoints")
   again = [json.loads(x) for x in open(os.path.join(stage, "metrics.jsonl"))]
   assert again == lines
@@ -85,10 +86,10 @@ def test_explicit_init_from_wins(tmp_path):
   config = _config()
   config.train.init_from = "/some/checkpoints"
   run = str(tmp_path / "run")
-  assert stcn.starting_checkpoint(config, run) == "/some/checkpoints"
-  assert not os.path.exists(os.path.join(run, stcn.PRETRAIN_DIR))
+  assert memory_networks.starting_checkpoint(config, run) == "/some/checkpoints"
+  assert not os.path.exists(os.path.join(run, memory_networks.PRETRAIN_DIR))
   config.train.init_from, config.pretrain.synthetic_steps = "", 0
-  assert stcn.starting_checkpoint(config, run) == ""
+  assert memory_networks.starting_checkpoint(config, run) == ""
 
 
 @pytest.mark.parametrize("method", ["oneshot", "twoshot"])

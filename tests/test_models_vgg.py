@@ -8,11 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
-from jax import lax
 
 from metavos import models
 from metavos.data.errors import DataError
-from metavos.models import normalization, vgg, vgg_weights
+from metavos.models import normalization, vgg_weights
 
 from _vgg_files import (random_convs as _random_convs, write_hed as _write_hed,
                         write_keras as _write_keras,

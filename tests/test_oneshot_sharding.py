@@ -12,14 +12,14 @@ SCRIPT = textwrap.dedent("""
     jax.config.update("jax_disable_most_optimizations", True)
     from configs import oneshot as oneshot_config
     from metavos.memory import static_clips
-    from metavos.methods import oneshot, stcn
+    from metavos.methods import memory_networks, oneshot, stcn
     from metavos.runtime import sharding
     assert jax.device_count() == 8, jax.devices()
     config = oneshot_config.get_config("smoke")
     config.memory.key_backbone = config.memory.value_backbone = "tiny"
     config.memory.key_dim = config.memory.value_dim = 8
     config.memory.decoder_dim = 8
-    fns, params = stcn.build_network(config)
+    fns, params = memory_networks.build_network(config)
     rng = np.random.default_rng(0)
     n, length, k, h, w = 8, 3, 2, 32, 32
     masks = np.zeros((n, length, k, h, w), np.float32)

@@ -10,7 +10,7 @@ from configs import twoshot as twoshot_config
 from metavos.data import clips, davis, labels, sampling
 from _toy_memory import ToyFns, toy_params
 from metavos.memory import clip_augment, propagate, pseudo_labels
-from metavos.methods import stcn, twoshot
+from metavos.methods import memory_networks, twoshot
 from metavos.runtime import checkpoint, metric_writer, sharding
 
 
@@ -30,7 +30,7 @@ def test_phase1_teacher_update_with_another_network(synthetic_root):
   fns, params = ToyFns(), toy_params()
   update = twoshot.make_update(config, twoshot.make_losses(config, fns)[
       "teacher"], mesh, 0.5, ema=True)
-  state = twoshot.init_state(params, stcn.make_optimizer(config), mesh, True)
+  state = twoshot.init_state(params, memory_networks.make_optimizer(config), mesh, True)
   state, m0 = update(state, sharding.shard_batch(sampler.sample(0, 2), mesh),
                      jax.random.key(0))
   # Step 0: alpha 0, the teacher is the updated student.
@@ -104,7 +104,7 @@ def test_clip_augmentation_reaches_the_two_shot_step(synthetic_root):
   def loss_of(cfg, b):
     update = twoshot.make_update(cfg, twoshot.make_losses(cfg, fns)[
         "teacher"], mesh, 0.5, ema=True)
-    state = twoshot.init_state(params, stcn.make_optimizer(cfg), mesh, True)
+    state = twoshot.init_state(params, memory_networks.make_optimizer(cfg), mesh, True)
     _, metrics = update(state, sharding.shard_batch(b, mesh), key)
     return float(metrics["loss"])
 

@@ -13,7 +13,7 @@ import pytest
 from configs import twoshot as twoshot_config
 from metavos import evaluate, train
 from metavos.data import clips, davis, labels, sampling
-from metavos.methods import stcn, twoshot
+from metavos.methods import memory_networks, twoshot
 from metavos.runtime import checkpoint, metric_writer
 
 
@@ -71,7 +71,7 @@ def test_metrics_labels_and_teacher(run):
     assert np.isfinite(x["loss"]) and 0 <= x["confident_fraction"] <= 1
     assert x["labelled_fraction"] == pytest.approx(4 / 12)
   # The EMA teacher is checkpointed beside the student, and differs.
-  _, init = stcn.build_network(config)
+  _, init = memory_networks.build_network(config)
   ckpt = os.path.join(workdir, "phase1", "checkpoints")
   t, s = (checkpoint.restore_subtree(ckpt, k, init)
           for k in ("teacher", "params"))

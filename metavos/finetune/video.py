@@ -66,7 +66,7 @@ class FinetuneConfig:
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
                   input_size: tuple[int, ...] = ()) -> "FinetuneConfig":
     """From `config.finetune`; `input_size` is `config.eval.input_size`."""
-    aug = cfg.get("augment")
+    aug = cfg.augment
     aug = tuple(sorted(dict(aug).items())) if aug else None
     size = tuple(input_size) if input_size else None
     return cls(num_steps=cfg.num_steps, momentum=cfg.momentum, loss=cfg.loss,
@@ -273,7 +273,8 @@ class VideoSegmenter:
     for ix in support_frames:  # Given frames keep their given masks.
       pred[ix] = np.where(video.masks[ix] == VOID, 0, video.masks[ix])
     seconds = time.perf_counter() - t0
-    stats.update(seconds=seconds, fps=video.num_frames / seconds)
+    stats.update(seconds=seconds, fps=video.num_frames / seconds,
+                 support_frames=[int(t) for t in support_frames])
     return pred, stats
 
   def predict(self, params, lrs, video: Video, rng: jax.Array,

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 
 from metavos.finetune import augment
-from metavos.memory import static_clips
 
 
 @dataclasses.dataclass(frozen=True)

@@ -290,8 +290,8 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
   # ImageNet weights for the encoders (STCN starts from them). Both stop at
   # stride 16, so the file's layer4 is dropped; the value encoder's mask
   # channels have their own stem (`mask_stem`), so its RGB stem loads as is.
-  for encoder, path in ((net.key_encoder, cfg.get("key_pretrained", "")),
-                        (net.value_encoder, cfg.get("value_pretrained", ""))):
+  for encoder, path in ((net.key_encoder, cfg.key_pretrained),
+                        (net.value_encoder, cfg.value_pretrained)):
     if path:
       pretrained.load_pretrained_backbone(encoder, path,
                                           skip_prefixes=("layer4.",))

@@ -22,7 +22,7 @@ from metavos.data import sampling
 from metavos.finetune import lrs as lrs_lib
 from metavos.finetune import video as video_lib
 from metavos.meta import meta_step
-from metavos.methods import eval_loop, osvos, setup, train_loop
+from metavos.methods import registry, setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
 
@@ -34,7 +34,7 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
       augment=aug, loss=m.loss, first_order=m.first_order, remat=m.remat,
       unroll=setup.unroll(config),
       # -1 resolves as finetune.objects_per_call does (1 on CPU, else 0).
-      tasks_per_call=video_lib.objects_per_call(m.get("tasks_per_call", -1)))
+      tasks_per_call=video_lib.objects_per_call(m.tasks_per_call))
 
 
 def make_optimizer(config: ml_collections.ConfigDict):
@@ -93,7 +93,8 @@ def starting_params(config: ml_collections.ConfigDict, workdir: str, params):
     parent_dir = os.path.join(workdir, "parent")
     logging.info("Parent stage: %d OSVOS steps in %s",
                  config.parent.num_steps, parent_dir)
-    params, _ = osvos.train(parent_stage_config(config), parent_dir)
+    params, _ = registry.get("osvos").train(parent_stage_config(config),
+                                            parent_dir)
     return jax.device_get(params)
   return params
 
@@ -122,10 +123,11 @@ def train(config: ml_collections.ConfigDict, workdir: str):
 
 
 def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
-                   meta_params=None,
-                   model: setup.Model | None = None) -> video_lib.BoundSegmenter:
-  """The meta-learned init and rates, bound to a test-time segmenter."""
-  model = model or setup.build_model(config, config.seed)
+                   trained=None) -> video_lib.BoundSegmenter:
+  """The meta-learned init and rates (`trained` = `(meta_params, model)` as
+  `train` returned it, else restored), bound to a test-time segmenter."""
+  meta_params, model = trained or (None,
+                                   setup.build_model(config, config.seed))
   if meta_params is None:
     abstract = initial_meta_params(config, model.params)
     meta_params = checkpoint.restore_subtree(
@@ -134,17 +136,3 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
   return video_lib.BoundSegmenter(
       setup.video_segmenter(config, model), meta_params["init"],
       meta_params["lrs"])
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             meta_params=None, model: setup.Model | None = None) -> dict:
-  """Fine-tunes on each video's first frame and scores the split."""
-  bound = load_segmenter(config, workdir, meta_params, model)
-  return eval_loop.evaluate_split(config, workdir, bound.segment)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  if config.mode == "evaluate":
-    return evaluate(config, workdir)
-  meta_params, model = train(config, workdir)
-  return evaluate(config, workdir, meta_params, model)

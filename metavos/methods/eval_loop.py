@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from typing import Callable
+from typing import Callable, Protocol, Sequence
 
 import jax
 import ml_collections
@@ -33,13 +33,57 @@ from absl import logging
 
 from metavos.data import writers
 from metavos.data.types import Video
-from metavos.methods import setup
+from metavos.finetune import suggest
+from metavos.methods import registry, setup
 from metavos.metrics import davis as davis_metrics
 from metavos.runtime import checkpoint, files, progress
 from metavos.visualize import report as report_lib
 
 # segment(video, rng) -> ((T, H, W) uint8 object ids, stats dict)
 SegmentFn = Callable[[Video, jax.Array], tuple[np.ndarray, dict]]
+
+
+class Segmenter(Protocol):
+  """What every method's `load_segmenter` returns."""
+
+  def segment(self, video: Video, rng: jax.Array,
+              annotated_frames: Sequence[int] | None = None
+              ) -> tuple[np.ndarray, dict]:
+    ...
+
+
+def annotated_frames(config: ml_collections.ConfigDict,
+                     video: Video) -> list[int] | None:
+  """The frames whose masks a segmenter is given: `finetune.annotated_frames`,
+  else `finetune.num_annotated` evenly spaced ones (1, 2, 4, ...), else None
+  (each object's first annotated frame: the one-shot protocol)."""
+  f = config.finetune
+  if f.annotated_frames:
+    bad = [t for t in f.annotated_frames
+           if not 0 <= t < video.num_frames or not video.annotated[t]]
+    if bad:
+      raise ValueError(f"{video.name}: finetune.annotated_frames {bad} are "
+                       "not annotated frames of this video.")
+    return list(f.annotated_frames)
+  if f.num_annotated <= 1:
+    return None
+  return suggest.evenly_spaced(video.num_frames, f.num_annotated,
+                               min(video.first_frame.values()))
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             segmenter: Segmenter) -> dict:
+  """Every method's evaluation: `segmenter` is given each video's annotated
+  frames (`annotated_frames`), which timing.json records per video."""
+
+  def segment(video: Video, rng: jax.Array):
+    given = annotated_frames(config, video)
+    pred, stats = segmenter.segment(video, rng, given)
+    used = given if given is not None else sorted(
+        set(video.first_frame.values()))
+    return pred, {"annotated_frames": [int(t) for t in used], **stats}
+
+  return evaluate_split(config, workdir, segment)
 
 
 def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
@@ -101,7 +145,8 @@ def _provenance(config: ml_collections.ConfigDict, workdir: str) -> dict:
             "split": config.data.split, "data_root": config.data.root,
             "config": config.to_dict()}
   try:
-    root, step = checkpoint.locate(setup.trained_checkpoint(config, workdir))
+    root, step = checkpoint.locate(
+        registry.trained_checkpoint(config, workdir))
     record.update(checkpoint=str(root), checkpoint_step=step)
   except (ValueError, checkpoint.CheckpointError):  # e.g. nothing trained
     record.update(checkpoint=None, checkpoint_step=None)
@@ -166,9 +211,7 @@ def _finish(config: ml_collections.ConfigDict, workdir: str,
 
 def _report_writer(config: ml_collections.ConfigDict,
                    workdir: str) -> report_lib.ReportWriter | None:
-  """The picture writer when `config.eval.pictures` is on (configs made
-  before the `eval` block existed have none: no pictures)."""
-  cfg = config.get("eval")
-  if cfg is None or not cfg.pictures:
+  """The picture writer when `config.eval.pictures` is on."""
+  if not config.eval.pictures:
     return None
-  return report_lib.ReportWriter(workdir, cfg)
+  return report_lib.ReportWriter(workdir, config.eval)

@@ -27,12 +27,11 @@ from absl import logging
 from metavos.data import clips, labels
 from metavos.memory import (clip_augment, forward_backward, losses, network,
                             static_clips)
-from metavos.methods import setup, stcn, train_loop
+from metavos.methods import memory_networks, setup, train_loop
 from metavos.runtime import sharding
 
 # Evaluation is STCN's: the trained network propagates masks through memory.
-load_segmenter = stcn.load_segmenter
-evaluate = stcn.evaluate
+load_segmenter = memory_networks.load_segmenter
 
 
 def clip_loss(params, batch, p, key, *, fns: network.MemoryFns, variant: str,
@@ -68,7 +67,7 @@ def with_static_clips(batch, key, use: jax.Array,
 
 
 def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
-  tx = stcn.make_optimizer(config)
+  tx = memory_networks.make_optimizer(config)
   b, o = config.loss, config.oneshot
   loss_fn = functools.partial(clip_loss, fns=fns, variant=o.variant,
                               unroll=setup.unroll(config),
@@ -116,7 +115,7 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   """Trains from the label set's frames; returns (params, fns)."""
   check_config(config)
   mesh = sharding.make_mesh(config.num_devices or None)
-  fns, params = stcn.build_network(config)
+  fns, params = memory_networks.build_network(config)
   videos = setup.train_videos(config, workdir)
   label_set, fraction = labels.setup_label_set(config.labels, workdir, videos)
   c = config.clip
@@ -129,16 +128,9 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   state = train_loop.run(
       config, workdir, mesh=mesh,
       init_state=lambda: train_loop.initial_state(
-          params, stcn.make_optimizer(config), mesh),
+          params, memory_networks.make_optimizer(config), mesh),
       update=make_update(config, fns, mesh, fraction),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
       items_per_step=config.train.batch_size,
-      init_from=stcn.starting_checkpoint(config, workdir))
+      init_from=memory_networks.starting_checkpoint(config, workdir))
   return state["params"], fns
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  if config.mode == "evaluate":
-    return evaluate(config, workdir)
-  params, _ = train(config, workdir)
-  return evaluate(config, workdir, params)

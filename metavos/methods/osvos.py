@@ -20,11 +20,10 @@ import optax
 from absl import logging
 
 from metavos.data import sampling
-from metavos.data.types import Video
 from metavos.finetune import augment as augment_lib
-from metavos.finetune import losses, suggest
+from metavos.finetune import losses
 from metavos.finetune import video as video_lib
-from metavos.methods import eval_loop, setup, train_loop
+from metavos.methods import setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
 
@@ -113,45 +112,14 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   return state["params"], model
 
 
-def annotated_frames(config, video: Video) -> list[int] | None:
-  """The frames whose masks fine-tuning may use (1, 2, 4, ... evenly spaced)."""
-  f = config.finetune
-  if f.annotated_frames:
-    bad = [t for t in f.annotated_frames
-           if not 0 <= t < video.num_frames or not video.annotated[t]]
-    if bad:
-      raise ValueError(f"{video.name}: finetune.annotated_frames {bad} are "
-                       "not annotated frames of this video.")
-    return list(f.annotated_frames)
-  if f.num_annotated <= 1:
-    return None
-  return suggest.evenly_spaced(video.num_frames, f.num_annotated,
-                               min(video.first_frame.values()))
-
-
 def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
-                   params=None,
-                   model: setup.Model | None = None) -> video_lib.BoundSegmenter:
-  """The parent network and one global hand-tuned rate, bound to a segmenter."""
-  model = model or setup.build_model(config, config.seed)
+                   trained=None) -> video_lib.BoundSegmenter:
+  """The parent network (`trained` = `(params, model)` as `train` returned
+  it, else restored) and one global hand-tuned rate, bound to a segmenter."""
+  params, model = trained or (None, setup.build_model(config, config.seed))
   if params is None:
     params = checkpoint.restore_subtree(
         setup.trained_checkpoint(config, workdir), "params", model.params)
   return video_lib.BoundSegmenter(
       setup.video_segmenter(config, model), params,
       jnp.asarray(config.finetune.lr, jnp.float32))
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str, params=None,
-             model: setup.Model | None = None) -> dict:
-  bound = load_segmenter(config, workdir, params, model)
-  segment = lambda video, rng: bound.segment(
-      video, rng, annotated_frames(config, video))
-  return eval_loop.evaluate_split(config, workdir, segment)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  if config.mode == "evaluate":
-    return evaluate(config, workdir)
-  params, model = train(config, workdir)
-  return evaluate(config, workdir, params, model)

@@ -46,7 +46,7 @@ from metavos.data import clips, davis, labels, sampling, twoshot_clips
 from metavos.memory import (clip_augment, losses, propagate, pseudo_labels,
                             twoshot_losses)
 from metavos.memory import teacher as teacher_lib
-from metavos.methods import eval_loop, osvos, setup, stcn, train_loop
+from metavos.methods import memory_networks, registry, setup, train_loop
 from metavos.metrics import davis as davis_metrics
 from metavos.runtime import checkpoint, files, progress, sharding
 
@@ -72,7 +72,7 @@ def make_update(config: ml_collections.ConfigDict, loss_fn: Callable,
     labelled_fraction: logged with every metrics line.
     ema: whether the state holds a "teacher" to update.
   """
-  tx = stcn.make_optimizer(config)
+  tx = memory_networks.make_optimizer(config)
   b, alpha_max = config.loss, config.twoshot.ema_max
   aug = clip_augment.from_clip_config(config.clip)
 
@@ -178,7 +178,7 @@ def init_state(params, tx, mesh, with_teacher: bool):
 
 
 def phase1(config: ml_collections.ConfigDict, workdir: str,
-           build: Builder = stcn.build_network):
+           build: Builder = memory_networks.build_network):
   """Warm-up, then teacher-supervised training; returns the final state."""
   mesh = sharding.make_mesh(config.num_devices or None)
   fns, params = build(config)
@@ -193,9 +193,10 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
                                             config.train.num_steps)
   run_dir = os.path.join(workdir, PHASE1)
   full = _stage_config(config, total)  # The optimiser spans both sections.
-  init = lambda: init_state(params, stcn.make_optimizer(full), mesh, True)
+  tx = memory_networks.make_optimizer(full)
+  init = lambda: init_state(params, tx, mesh, True)
   loss_fns = make_losses(config, fns)
-  init_from = stcn.starting_checkpoint(config, workdir, run_dir)
+  init_from = memory_networks.starting_checkpoint(config, workdir, run_dir)
   state = None
   # Two sections of one run (one checkpoint directory, one step count): a
   # resumed run skips through the finished section without a step.
@@ -221,7 +222,7 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
 
 
 def pseudo(config: ml_collections.ConfigDict, workdir: str,
-           build: Builder = stcn.build_network) -> dict:
+           build: Builder = memory_networks.build_network) -> dict:
   """Pseudo-labels every training video with the phase-1 model.
 
   Returns:
@@ -233,9 +234,7 @@ def pseudo(config: ml_collections.ConfigDict, workdir: str,
   fns, init = build(config)
   params = checkpoint.restore_subtree(os.path.join(src, PHASE1, "checkpoints"),
                                       t.pseudo_model, init)
-  seg = propagate.MemorySegmenter(
-      fns, params, propagate.PropagateConfig.from_config(config.memory,
-                                                     config.eval.input_size))
+  seg = memory_networks.segmenter(config, (params, fns))
   root = setup.data_root(config, workdir)
   ds = _train_split(config, root)
   label_path = os.path.join(src, labels.FILE_NAME)
@@ -278,8 +277,8 @@ def pseudo(config: ml_collections.ConfigDict, workdir: str,
 
 
 def phase2(config: ml_collections.ConfigDict, workdir: str,
-           build: Builder = stcn.build_network):
-  """Training on the pseudo-labelled videos; returns the final state."""
+           build: Builder = memory_networks.build_network):
+  """Training on the pseudo-labelled videos; returns `(params, fns)`."""
   src, t, c = _source(config, workdir), config.twoshot, config.clip
   mesh = sharding.make_mesh(config.num_devices or None)
   fns, params = build(config)
@@ -307,16 +306,18 @@ def phase2(config: ml_collections.ConfigDict, workdir: str,
   elif t.phase2_init != "scratch":
     raise ValueError("config.twoshot.phase2_init must be 'phase1' or "
                      f"'scratch', got {t.phase2_init!r}.")
-  init = lambda: init_state(params, stcn.make_optimizer(stage), mesh, False)
-  return train_loop.run(
+  tx = memory_networks.make_optimizer(stage)
+  init = lambda: init_state(params, tx, mesh, False)
+  state = train_loop.run(
       stage, os.path.join(workdir, PHASE2), mesh=mesh, init_state=init,
       update=make_update(stage, make_losses(config, fns)["self_label"], mesh,
                          fraction, ema=False),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
       items_per_step=config.train.batch_size)
+  return state["params"], fns
 
 
-# ----------------------------------------------------------------- evaluate
+# ------------------------------------------------------ method protocol
 
 
 def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -331,39 +332,28 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
-                   params=None, build: Builder = stcn.build_network
+                   trained=None, build: Builder = memory_networks.build_network
                    ) -> propagate.MemorySegmenter:
-  """The trained network bound to a propagation segmenter."""
-  fns, init = build(config)
-  if params is None:
-    params = checkpoint.restore_subtree(trained_checkpoint(config, workdir),
-                                        "params", init)
-  return propagate.MemorySegmenter(
-      fns, params, propagate.PropagateConfig.from_config(config.memory,
-                                                     config.eval.input_size))
+  """The phase-2 network (`trained` as `train` returned it, else restored)
+  bound to a propagation segmenter."""
+  if trained is None:
+    trained = memory_networks.restore(
+        config, trained_checkpoint(config, workdir), build)
+  return memory_networks.segmenter(config, trained)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, params=None,
-             build: Builder = stcn.build_network) -> dict:
-  seg = load_segmenter(config, workdir, params, build)
-  segment = lambda video, rng: seg.segment(
-      video, rng, osvos.annotated_frames(config, video))
-  return eval_loop.evaluate_split(config, workdir, segment)
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       build: Builder = stcn.build_network) -> dict:
-  """Runs the stages of `config.twoshot.stage`; after phase 2, evaluates.
+def train(config: ml_collections.ConfigDict, workdir: str,
+          build: Builder = memory_networks.build_network):
+  """Runs the stages of `config.twoshot.stage` ("all" runs them in turn).
 
   Returns:
-    The evaluation metrics ({} for stages that end before phase 2).
+    `(params, fns)` of the phase-2 network, or `registry.NOT_EVALUATED` for
+    the stages that end before phase 2.
   """
   stage = config.twoshot.stage
   if stage not in STAGES:
     raise ValueError(f"config.twoshot.stage must be one of {STAGES}, got "
                      f"{stage!r}.")
-  if config.mode == "evaluate":
-    return evaluate(config, workdir, build=build)
   if stage in ("all", "phase1"):
     phase1(config, workdir, build)
   if stage in ("all", "pseudo"):
@@ -376,6 +366,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     else:
       pseudo(config, workdir, build)
   if stage not in ("all", "phase2"):
-    return {}
-  state = phase2(config, workdir, build)
-  return evaluate(config, workdir, state["params"], build)
+    return registry.NOT_EVALUATED
+  return phase2(config, workdir, build)

@@ -91,7 +91,7 @@ def build_model(model_config: ml_collections.ConfigDict,
                                   model_config.norm_groups, rngs=rngs)
   if name == "maskrcnn":
     spec = maskrcnn.MaskRCNNSpec.from_config(
-        model_config.get("maskrcnn", maskrcnn_config()))
+        model_config.maskrcnn)
     return maskrcnn.MaskRCNN(backbone, spec, model_config.fpn_dim,
                              model_config.norm_groups, rngs=rngs)
   return osvos_head.OSVOSSegmenter(backbone, model_config.fpn_dim, rngs=rngs)

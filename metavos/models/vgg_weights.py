@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import os
 import pathlib
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from metavos.data.errors import DataError
 from metavos.models import pretrained as resnet_weights
