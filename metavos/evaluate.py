@@ -78,6 +78,55 @@ def _check_sequences(results_dir: pathlib.Path, sequences: Sequence[str],
         "sequence), or evaluate the split you segmented")
 
 
+PROVENANCE = "provenance.json"  # written by metavos's evaluation, last
+
+
+def check_one_evaluation(results_dir: pathlib.Path,
+                         sequences: Sequence[str]) -> dict | None:
+  """Refuses a results folder that does not come from one evaluation.
+
+  metavos writes a folder's masks to `results.partial/`, then its
+  `provenance.json` (checkpoint step, config, sequences), then swaps it in;
+  so a `*.partial` folder is unfinished, and a sequence missing from
+  `provenance.json` or a PNG newer than it was put there afterwards (the
+  folder mixes evaluations). Folders without `provenance.json` (other
+  tools' results) are not checked.
+
+  Returns:
+    The provenance record, or None when there is none.
+  """
+  if results_dir.name.endswith(".partial"):
+    raise DataError(results_dir, "an evaluation that did not finish (it "
+                    "was stopped before swapping its results in)",
+                    "run the evaluation again and score the results/ "
+                    "folder it completes")
+  path = results_dir / PROVENANCE
+  if not path.is_file():
+    return None
+  try:
+    record = json.loads(path.read_text(encoding="utf-8"))
+    listed = set(record["sequences"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DataError(path, f"unreadable provenance record ({e})",
+                    "re-run the evaluation that wrote this folder") from e
+  step = record.get("checkpoint_step")
+  which = f"the evaluation of checkpoint step {step}" if step is not None \
+      else "the evaluation recorded there"
+  fix = ("re-evaluate into a fresh workdir; or, if you assembled this folder "
+         f"on purpose, delete {PROVENANCE}")
+  extra = [s for s in sequences if s not in listed]
+  if extra:
+    raise DataError(path, f"sequences {extra[:5]} were not written by {which}:"
+                    " the folder mixes evaluations", fix)
+  written = path.stat().st_mtime
+  for name in sequences:
+    for png in (results_dir / name).glob("*.png"):
+      if png.stat().st_mtime > written + 1.0:
+        raise DataError(png, f"written after {PROVENANCE} ({which}): the "
+                        "folder mixes evaluations", fix)
+  return record
+
+
 def _read_pngs(sequence_dir: pathlib.Path, frame_names: Sequence[str],
                name: str) -> list[tuple[pathlib.Path, np.ndarray]]:
   """(path, raw values) of the result PNGs of frames 1..T-2."""
@@ -170,12 +219,14 @@ def evaluate_results_dir(results_dir: PathLike, data_root: PathLike,
 
   Raises:
     DataError: a missing sequence folder or result PNG, a result of the
-      wrong size or with unknown ids, or bad ground truth.
+      wrong size or with unknown ids, bad ground truth, or a folder that
+      mixes evaluations (`check_one_evaluation`).
   """
   results_dir = pathlib.Path(results_dir)
   dataset = davis_data.DavisDataset(data_root, year=year, split=split,
                                     resolution=resolution)
   _check_sequences(results_dir, dataset.sequences, split)
+  check_one_evaluation(results_dir, dataset.sequences)
   evaluator = metrics.DavisEvaluator(bound_th=bound_th,
                                      exclude_void=exclude_void)
   # Sequential on purpose: decoding the next sequence in threads while this

@@ -77,3 +77,45 @@ def test_a_killed_re_evaluation_leaves_the_old_results_whole(tmp_path):
   assert json.loads((tmp_path / "metrics.json").read_text())[
       "provenance"]["checkpoint_step"] == 5
   assert not (tmp_path / "results.partial").exists()
+
+
+def test_metavos_evaluate_refuses_a_folder_that_mixes_evaluations(tmp_path):
+  from metavos import evaluate  # pylint: disable=g-import-not-at-top
+  from metavos.data.errors import DataError  # pylint: disable=g-import-not-at-top
+  from metavos.methods import setup  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path)
+  config = _config()
+  config.data.synthetic.num_videos = 6  # 2 evaluation videos
+  _save_checkpoint(workdir, 3)
+  eval_loop.evaluate_split(config, workdir, _segment_with(1))
+  d = config.data
+  score = lambda results: evaluate.evaluate_results_dir(
+      results, setup.data_root(config, workdir), d.year, d.split,
+      d.resolution)
+  results = tmp_path / "results"
+  assert score(results)["global"]  # one evaluation: scored
+
+  # A mask written into it afterwards (e.g. by a later, killed evaluation).
+  seq = sorted(p for p in results.iterdir() if p.is_dir())[1]
+  png = sorted(seq.glob("*.png"))[2]
+  later = (results / "provenance.json").stat().st_mtime + 60
+  os.utime(png, (later, later))
+  with pytest.raises(DataError, match="mixes evaluations") as e:
+    score(results)
+  assert str(png) in str(e.value) and "checkpoint step 3" in str(e.value)
+  os.utime(png, (later - 120, later - 120))
+
+  # A sequence the recorded evaluation did not write.
+  prov = json.loads((results / "provenance.json").read_text())
+  kept = prov["sequences"][:1]
+  (results / "provenance.json").write_text(
+      json.dumps({**prov, "sequences": kept}))
+  os.utime(results / "provenance.json", (later, later))
+  with pytest.raises(DataError, match="not written by the evaluation of "
+                     "checkpoint step 3"):
+    score(results)
+
+  # An evaluation stopped before its swap.
+  os.replace(results, tmp_path / "results.partial")
+  with pytest.raises(DataError, match="did not finish"):
+    score(tmp_path / "results.partial")

@@ -111,7 +111,8 @@ def test_one_shot_and_two_shot_start_from_the_stage(tmp_path, monkeypatch,
   def fake_run(*args, init_from="", **kwargs):
     raise Stop(init_from)
 
-  monkeypatch.setattr(stcn, "starting_checkpoint", fake_starting_checkpoint)
+  monkeypatch.setattr(memory_networks, "starting_checkpoint",
+                      fake_starting_checkpoint)
   monkeypatch.setattr(train_loop, "run", fake_run)
   run = str(tmp_path / "run")
   with pytest.raises(Stop, match="/stage/checkpoints"):

@@ -1,45 +1,80 @@
 """The method protocol (metavos.methods.registry): every registered method
-trains and evaluates through the one `train.train_and_evaluate` path, and
-that path gives every method the annotated frames of `finetune.*` (e-OSVOS
-used to ignore `finetune.num_annotated`: its case here failed before the
-protocol)."""
+is one module with `train` and `load_segmenter`, and evaluates through the
+one `train.train_and_evaluate` path, which gives every method the annotated
+frames of `finetune.*` (e-OSVOS used to ignore `finetune.num_annotated`:
+its case here failed before the protocol).
+
+Training through the same path is what each method's end-to-end test runs
+(test_methods_end_to_end: OSVOS, e-OSVOS; test_memory_end_to_end: STCN;
+test_oneshot_end_to_end; test_twoshot_pipeline); here the parameters are
+the untrained network's, saved as the method's trainer saves them, so each
+case costs one evaluation compile.
+"""
 
 import importlib
 import json
+import os
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
 from metavos import train
-from metavos.methods import eval_loop, registry, setup
+from metavos.methods import (eosvos, eval_loop, memory_networks, registry,
+                             setup, twoshot)
+from metavos.runtime import checkpoint
 
 
 def _smoke(name: str):
   config = importlib.import_module(f"configs.{name}").get_config("smoke")
-  config.train.num_steps = 1 if name != "twoshot" else config.train.num_steps
-  config.train.checkpoint_every = 1
+  assert config.method == name
   config.data.max_eval_videos = 1
   config.eval.pictures = False
   config.finetune.num_annotated = 2
   return config
 
 
+def _save_untrained(config, workdir: str) -> None:
+  """The state entry each method's evaluation restores, at step 1."""
+  if config.method in ("osvos", "eosvos"):
+    params = setup.build_model(config, config.seed).params
+    state = ({"params": params} if config.method == "osvos" else
+             {"meta_params": eosvos.initial_meta_params(config, params)})
+  else:
+    state = {"params": memory_networks.build_network(config)[1]}
+  folder = (os.path.join(workdir, twoshot.PHASE2) if config.method ==
+            "twoshot" else workdir)
+  with checkpoint.Checkpointer(os.path.join(folder, "checkpoints")) as c:
+    c.save(1, jax.device_get(state), {"data_position": 1})
+    c.wait_until_finished()
+
+
+def test_every_method_module_follows_the_protocol():
+  for name in registry.METHODS:
+    module = registry.get(name)
+    assert all(callable(getattr(module, f)) for f in registry.PROTOCOL)
+    for dropped in ("evaluate", "train_and_evaluate"):  # one path only
+      assert not hasattr(module, dropped), (name, dropped)
+
+
 @pytest.mark.parametrize("name", sorted(registry.METHODS))
-def test_every_method_runs_its_smoke_config_through_the_one_path(name,
-                                                                 tmp_path):
+def test_every_method_evaluates_two_annotated_frames_through_the_one_path(
+    name, tmp_path):
   config = _smoke(name)
   workdir = str(tmp_path)
+  _save_untrained(config, workdir)
+  config.mode = "evaluate"
   metrics = train.train_and_evaluate(config, workdir)
 
   assert 0.0 <= metrics["global"]["J&F-Mean"] <= 1.0
   with open(tmp_path / "metrics.json", encoding="utf-8") as f:
     written = json.load(f)
   assert written == metrics
-  assert written["provenance"]["method"] == name
   # Every method's provenance names the checkpoint it evaluated (two-shot's
   # lives in phase2/).
-  assert written["provenance"]["checkpoint_step"] is not None
+  assert written["provenance"]["method"] == name
+  assert written["provenance"]["checkpoint_step"] == 1
 
   # Two annotated frames, evenly spaced, were given to the segmenter and
   # their masks kept: the second one's result is exactly its ground truth.

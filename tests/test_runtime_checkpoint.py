@@ -2,6 +2,7 @@
 
 import errno
 import pathlib
+import shutil
 import textwrap
 
 import jax
@@ -289,3 +290,19 @@ def test_a_full_disk_is_one_line_that_says_what_to_do(tmp_path, monkeypatch):
   msg = str(e.value)
   assert "No space left on device" in msg and "resumes from step 1" in msg
   assert "\n" not in msg
+
+
+def test_too_little_space_for_one_checkpoint_fails_before_training(
+    tmp_path, monkeypatch):
+  state = {"params": np.zeros((256, 1024), np.float32)}  # 1 MiB
+  target = tmp_path / "run" / "checkpoints"  # not created yet
+  assert checkpoint.check_space(target, state) == 2**20
+  usage = shutil.disk_usage(tmp_path)
+  monkeypatch.setattr(
+      checkpoint.shutil, "disk_usage",
+      lambda p: usage._replace(free=int(1.1 * 2**20)))
+  with pytest.raises(checkpoint.CheckpointError) as e:
+    checkpoint.check_space(target, state)
+  msg = str(e.value)
+  assert str(target) in msg and "1 MiB free" in msg and "takes 1 MiB" in msg
+  assert "--workdir" in msg and "\n" not in msg

@@ -24,17 +24,17 @@ import numpy as np
 from flax import nnx
 from scipy import ndimage
 
-from metavos.models import conv as conv_lib
 from metavos.models import fpn
 from metavos.models import vgg
 from metavos.models import vgg_weights
+from metavos.runtime import platform
 
 _SIDES = ("dsn1", "dsn2", "dsn3", "dsn4", "dsn5")
 
 
 def _conv1x1(in_ch: int, rngs: nnx.Rngs) -> nnx.Conv:
   return nnx.Conv(in_ch, 1, (1, 1), use_bias=True, rngs=rngs,
-                  conv_general_dilated=conv_lib.conv_general_dilated)
+                  conv_general_dilated=platform.conv_general_dilated())
 
 
 class HED(nnx.Module):

@@ -8,10 +8,9 @@ OSVOS and e-OSVOS share it and differ only in how it is parameterised:
 - OSVOS: `params` is the parent network, `lrs` one hand-tuned global rate,
   `momentum=0.9`, and nothing is differentiated through the loop.
 
-XLA:CPU runs a weight-gradient convolution inside a rolled `scan` 10-100x
-slower than unrolled, so `unroll` is a config choice (full unrolling on CPU,
-rolled on accelerators) and long test-time runs are split into jitted chunks
-by the caller (see `metavos.finetune.video`).
+`unroll` is decided by platform (metavos.runtime.platform.unroll: full on
+CPU, rolled on accelerators); long test-time runs are split into jitted
+chunks by the caller (see `metavos.finetune.video`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from metavos.data.types import VOID, Video
 from metavos.finetune import contour as contour_lib
 from metavos.finetune import inner_loop, losses, support
 from metavos.models import interface
+from metavos.runtime import chunking, platform
 
 
 # fold_in data of the prediction keys (box jitter), apart from adaptation's.
@@ -75,7 +76,7 @@ class FinetuneConfig:
                online_interval=cfg.online_interval,
                online_steps=cfg.online_steps, online_recent=cfg.online_recent,
                frames_per_call=cfg.frames_per_call,
-               objects_per_call=objects_per_call(cfg.objects_per_call),
+               objects_per_call=platform.items_per_call(cfg.objects_per_call),
                input_size=size,
                bg_threshold=cfg.bg_threshold,
                frozen_stages=cfg.frozen_stages, bank=cfg.bank,
@@ -92,17 +93,6 @@ def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
   """
   ids = np.asarray(object_ids, np.uint8)[np.argmax(probs, axis=0)]
   return np.where(probs.max(axis=0) >= bg_threshold, ids, 0).astype(np.uint8)
-
-
-def objects_per_call(value: int) -> int:
-  """`config.finetune.objects_per_call`, with -1 (auto) resolved: one object
-  per call on CPU, where vmapping the per-object weights turns every
-  convolution into a grouped one that XLA:CPU runs slower than separate
-  calls (benchmarks/bench_multi_object.py); all objects in one call
-  elsewhere (0)."""
-  if value == -1:
-    return 1 if jax.default_backend() == "cpu" else 0
-  return int(value)
 
 
 def _broadcast(tree, k: int):
@@ -204,20 +194,13 @@ class VideoSegmenter:
       for any `objects_per_call` (each object's keys do not depend on it).
     """
     k = images.shape[0]
-    per_call = self.cfg.objects_per_call or k
-    parts = []
-    for a in range(0, k, per_call):
-      s = slice(a, min(a + per_call, k))
-      parts.append(self._adapt_objects(
-          jax.tree.map(lambda x: x[s], params), lrs, images[s], masks[s],
-          valid[s], rng, num_steps, s, k))
-    if len(parts) == 1:
-      return parts[0]
-    return (jax.tree.map(lambda *xs: jnp.concatenate(xs), *[p for p, _ in parts]),
-            jnp.concatenate([ls for _, ls in parts]))
+    return chunking.chunked_vmap(
+        lambda p, i, m, v, objects: self._adapt_objects(
+            p, lrs, i, m, v, rng, num_steps, objects, k),
+        self.cfg.objects_per_call, params, images, masks, valid, np.arange(k))
 
   def _adapt_objects(self, params, lrs, images, masks, valid, rng, num_steps,
-                     objects: slice, k: int):
+                     objects: np.ndarray, k: int):
     """Chunked in time: at most `steps_per_call` steps per jitted call.
 
     Splitting long runs (T = 100, 1000) keeps compile time bounded when the
@@ -346,19 +329,10 @@ class VideoSegmenter:
 
   def _predict_objects(self, params, states, frames, rng, out_size):
     """`_predict` over the K objects, `objects_per_call` at a time."""
-    k = jax.tree.leaves(params)[0].shape[0]
-    keys = jax.random.split(rng, k)
-    per_call = self.cfg.objects_per_call or k
-    if per_call >= k:
-      return self._predict(params, states, frames, keys, out_size)
-    take = lambda s: (lambda x: x[s])
-    parts = [self._predict(jax.tree.map(take(s), params),
-                           jax.tree.map(take(s), states), frames, keys[s],
-                           out_size)
-             for s in (slice(a, a + per_call) for a in range(0, k, per_call))]
-    cat = lambda *xs: jnp.concatenate(xs)
-    return (cat(*[p[0] for p in parts]), cat(*[p[1] for p in parts]),
-            jax.tree.map(cat, *[p[2] for p in parts]))
+    keys = jax.random.split(rng, jax.tree.leaves(params)[0].shape[0])
+    return chunking.chunked_vmap(
+        lambda p, s, k: self._predict(p, s, frames, k, out_size),
+        self.cfg.objects_per_call, params, states, keys)
 
   def _online(self, first_params, lrs, sup_img, sup_msk, sup_val, frames,
               small_probs, start, rng):

@@ -15,8 +15,7 @@ frame 2 reaches the prediction of frame 1 through frame 1's memory value.
     run_chain(..., memory_masks=teacher_probs, memory_mask_given=~labelled)
 
 The loop over frames is `jax.lax.scan` over one pure step; `unroll` (from
-`metavos.methods.setup.unroll(config)`: full on CPU, where a weight-gradient
-convolution inside a rolled loop runs 10-100x slower) and `remat` (recompute
+`metavos.runtime.platform.unroll`) and `remat` (recompute
 the step in the backward pass instead of storing its activations) are
 options. The key encoder runs on all frames at once before the loop: keys do
 not depend on masks.

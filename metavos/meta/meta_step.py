@@ -21,7 +21,7 @@ import optax
 from metavos.finetune import inner_loop, losses, support
 from metavos.finetune import lrs as lrs_lib
 from metavos.models import interface
-from metavos.runtime import sharding
+from metavos.runtime import chunking, sharding
 
 MetaParams = dict[str, Any]  # {"init": params, "lrs": learning-rate tree}
 Batch = dict[str, jax.Array]
@@ -82,16 +82,9 @@ def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
       depend on how the batch is split over devices.
   """
   one = jax.vmap(lambda t, k: task_loss(meta_params, t, k, model, cfg))
-  n = keys.shape[0]
-  step = cfg.tasks_per_call or n
-  # Chunks of `tasks_per_call` tasks, one after another in the program (a
-  # Python loop: XLA:CPU runs the strided convolutions' lax gradients 10x
-  # slower inside a rolled loop such as lax.map). Vmapping more than one
-  # task's weights makes grouped convolutions, which XLA:CPU runs several
-  # times slower than the same tasks one after another.
-  parts = [one(jax.tree.map(lambda x: x[i:i + step], batch), keys[i:i + step])
-           for i in range(0, n, step)]
-  per_task, aux = jax.tree.map(lambda *x: jnp.concatenate(x), *parts)
+  # Chunks of `tasks_per_call` tasks, one after another in the program (see
+  # metavos.runtime.chunking for why not all vmapped, nor lax.map).
+  per_task, aux = chunking.chunked_vmap(one, cfg.tasks_per_call, batch, keys)
   return per_task.mean(), jax.tree.map(jnp.mean, aux)
 
 

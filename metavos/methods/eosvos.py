@@ -23,7 +23,7 @@ from metavos.finetune import lrs as lrs_lib
 from metavos.finetune import video as video_lib
 from metavos.meta import meta_step
 from metavos.methods import registry, setup, train_loop
-from metavos.runtime import checkpoint, sharding
+from metavos.runtime import checkpoint, platform, sharding
 
 
 def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
@@ -33,8 +33,7 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
       num_inner_steps=m.num_inner_steps, support_copies=m.support_copies,
       augment=aug, loss=m.loss, first_order=m.first_order, remat=m.remat,
       unroll=setup.unroll(config),
-      # -1 resolves as finetune.objects_per_call does (1 on CPU, else 0).
-      tasks_per_call=video_lib.objects_per_call(m.tasks_per_call))
+      tasks_per_call=platform.items_per_call(m.tasks_per_call))
 
 
 def make_optimizer(config: ml_collections.ConfigDict):

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from metavos import evaluate as evaluate_lib
 from metavos.data import writers
 from metavos.data.types import Video
 from metavos.finetune import suggest
@@ -134,7 +135,7 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
 
 
 RESULTS = "results"
-PROVENANCE = "provenance.json"
+PROVENANCE = evaluate_lib.PROVENANCE
 # Outputs of an evaluation that a newer one supersedes.
 _STALE = ("metrics.json", "report.html")
 

@@ -16,7 +16,7 @@ from metavos import models
 from metavos.data import datasets, sampling, synthetic
 from metavos.finetune import video as video_lib
 from metavos.models import interface
-from metavos.runtime import checkpoint
+from metavos.runtime import checkpoint, platform
 
 
 def data_root(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -52,11 +52,8 @@ def train_videos(config: ml_collections.ConfigDict, workdir: str):
 
 
 def unroll(config: ml_collections.ConfigDict) -> bool | int:
-  """Inner-loop unrolling: full on CPU (XLA:CPU runs rolled weight-gradient
-  convolutions 10-100x slower), rolled on accelerators, unless set."""
-  if config.unroll == -1:
-    return True if jax.default_backend() == "cpu" else 1
-  return True if config.unroll == 0 else int(config.unroll)
+  """`config.unroll` resolved by metavos.runtime.platform.unroll."""
+  return platform.unroll(config.unroll)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,6 +69,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     source = f"init, params from {init_from}"
   start = int(jax.device_get(state["step"]))
   logging.info("Training from step %d (%s)", start, source)
+  if start < t.num_steps:  # before the first compile
+    checkpoint.check_space(os.path.join(workdir, "checkpoints"), state)
   writer = metric_writer.MetricWriter(
       workdir, total_steps=t.num_steps, start_step=start,
       tensorboard=t.tensorboard, items_per_step=items_per_step)
@@ -83,7 +85,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                               jax.random.fold_in(base_rng, step))
       done = step + 1
       check_finite(state, metrics, done, ckpt.latest_step(),
-                   _LR_KEYS.get(config.get("method", ""), "learning rate"))
+                   _LR_KEYS.get(config.method, "learning rate"))
       metadata = {"data_position": done}
       if model_norm:
         metadata["input_norm"] = model_norm

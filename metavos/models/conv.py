@@ -10,14 +10,16 @@ in cache, so the kh*kw times larger patch matrix of the whole image never
 goes through memory. Measured on the same layer: 125 ms against 282 ms for
 one matmul per kernel tap over the whole image (`benchmarks/bench_conv.py`).
 The same holds with strides (a ResNet's downsampling and 1x1 shortcut
-convolutions, its stem): the patches are strided slices. On other platforms
-(the default backend when tracing) the weight gradient is XLA's own.
+convolutions, its stem): the patches are strided slices. Models take this
+path on CPU only (metavos.runtime.platform decides); on accelerators they
+hold plain `lax` convolutions.
 
 `conv_general_dilated` has lax's signature, so it plugs into
 `nnx.Conv(..., conv_general_dilated=conv_general_dilated)`. It takes this
 path for 4-D NHWC x HWIO convolutions with equal strides, non-negative
-padding, no dilation and one feature group; every other call goes to
-`lax.conv_general_dilated` unchanged.
+padding, no dilation, one feature group and default precision (no
+`precision` / `preferred_element_type` asked for); every other call goes to
+`lax.conv_general_dilated` unchanged, so those settings are always honoured.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ def _plain_conv(x: jax.Array, k: jax.Array, stride: int,
                 padding: Padding) -> jax.Array:
   return lax.conv_general_dilated(x, k, (stride, stride), padding,
                                   dimension_numbers=_NHWC)
+
+
+def plain_conv_same(x: jax.Array, k: jax.Array, stride: int = 1,
+                    padding: Padding | None = None) -> jax.Array:
+  """`conv_same` through `lax` alone (XLA's own gradients)."""
+  return _plain_conv(x, k, int(stride),
+                     _symmetric(k.shape) if padding is None else padding)
 
 
 def _symmetric(k_shape: tuple[int, ...]) -> Padding:
@@ -133,12 +142,7 @@ def _bwd(stride, padding, res, g):
     gx = _plain_conv(g, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2), 1, padding)
   else:
     gx = jax.vjp(lambda x: _plain_conv(x, k, stride, padding), x)[1](g)[0]
-  # Chosen when tracing, for the default backend (what jit runs on unless
-  # told otherwise): lax.platform_dependent would compile both branches.
-  if jax.default_backend() == "cpu":
-    gk = weight_grad_blocked(x, g, kh, kw, stride=stride, padding=padding)
-  else:
-    gk = jax.vjp(lambda k: _plain_conv(x, k, stride, padding), k)[1](g)[0]
+  gk = weight_grad_blocked(x, g, kh, kw, stride=stride, padding=padding)
   return gx, gk.astype(k.dtype)
 
 
@@ -171,8 +175,13 @@ def _fast_path(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None,
                          feature_group_count=1, precision=None, **kwargs):
-  """`lax.conv_general_dilated`, through `conv_same` where it applies."""
-  fast = None if kwargs.get("out_sharding") is not None else _fast_path(
+  """`lax.conv_general_dilated`, through `conv_same` where it applies (see
+  the module docstring); a call asking for a `precision`, a
+  `preferred_element_type` or an `out_sharding` goes to lax."""
+  plain = precision is not None or any(
+      kwargs.get(k) is not None
+      for k in ("out_sharding", "preferred_element_type"))
+  fast = None if plain else _fast_path(
       lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
       dimension_numbers, feature_group_count)
   if fast is not None:

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import fpn
 from metavos.models import resnet
+from metavos.runtime import platform
 
 
 class SideOutput(nnx.Module):
@@ -54,7 +54,7 @@ class OSVOSSegmenter(nnx.Module):
     self.fuse = nnx.Conv(n, 1, (1, 1), use_bias=True,
                          kernel_init=nnx.initializers.constant(1.0 / n),
                          rngs=rngs,
-                         conv_general_dilated=conv_lib.conv_general_dilated)
+                         conv_general_dilated=platform.conv_general_dilated())
 
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:

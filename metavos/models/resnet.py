@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import normalization
+from metavos.runtime import platform
 
 
 # torchvision initialises convolutions with He-normal on fan-out.
@@ -111,7 +111,7 @@ def conv(in_ch: int, out_ch: int, kernel: int, stride: int, rngs: nnx.Rngs,
   return nnx.Conv(in_ch, out_ch, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=use_bias,
                   kernel_init=_conv_init, rngs=rngs,
-                  conv_general_dilated=conv_lib.conv_general_dilated)
+                  conv_general_dilated=platform.conv_general_dilated())
 
 
 class SpaceToDepthStem(nnx.Module):
@@ -137,7 +137,7 @@ class SpaceToDepthStem(nnx.Module):
     k = jnp.pad(self.kernel[...], ((0, 1), (0, 1), (0, 0), (0, 0)))
     k = k.reshape(4, 2, 4, 2, c, -1).transpose(0, 2, 1, 3, 4, 5)
     k = k.reshape(4, 4, 4 * c, -1)
-    return conv_lib.conv_same(x, k, 1, ((0, 0), (0, 0)))
+    return platform.conv_same()(x, k, 1, ((0, 0), (0, 0)))
 
 
 class BasicBlock(nnx.Module):

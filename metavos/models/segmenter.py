@@ -17,9 +17,9 @@ from typing import Any, Callable
 import jax
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import fpn
 from metavos.models import resnet
+from metavos.runtime import platform
 
 Params = Any  # an nnx.State of nnx.Param leaves (a pytree)
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -55,7 +55,7 @@ class FCNSegmenter(nnx.Module):
     self.logit = nnx.Conv(fpn_dim, 1, (1, 1), use_bias=True,
                           kernel_init=nnx.initializers.normal(0.01),
                           rngs=rngs,
-                          conv_general_dilated=conv_lib.conv_general_dilated)
+                          conv_general_dilated=platform.conv_general_dilated())
 
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import normalization
+from metavos.runtime import platform
 
 # (output channels of each convolution) per block.
 VGG16_BLOCKS: tuple[tuple[int, ...], ...] = (
@@ -46,7 +46,7 @@ def max_pool_same(x: jax.Array) -> jax.Array:
 def _conv(in_ch: int, out_ch: int, rngs: nnx.Rngs) -> nnx.Conv:
   return nnx.Conv(in_ch, out_ch, (3, 3), padding=((1, 1), (1, 1)),
                   use_bias=True, kernel_init=_conv_init, rngs=rngs,
-                  conv_general_dilated=conv_lib.conv_general_dilated)
+                  conv_general_dilated=platform.conv_general_dilated())
 
 
 class VGG16(nnx.Module):

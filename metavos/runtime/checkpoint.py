@@ -27,6 +27,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 from typing import Any, Callable, Literal, Sequence
 
 from absl import logging
@@ -334,6 +335,28 @@ def _os_error_in(error: BaseException) -> OSError | None:
       return error
     error = error.__cause__ or error.__context__
   return None
+
+
+def check_space(directory: str | os.PathLike, state: PyTree,
+                margin: float = 1.2) -> int:
+  """Fails before training when `directory` cannot hold one more save of
+  `state` (its bytes x `margin`, for metadata and the temporary copy of a
+  save in progress); returns the bytes one save takes. Remote paths
+  (gs://...) are not checked."""
+  need = int(sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)))
+  path = os.fspath(directory)
+  if "://" in path:
+    return need
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):  # the folder may not exist yet
+    probe = os.path.dirname(probe)
+  free = shutil.disk_usage(probe).free
+  if free < need * margin:
+    raise CheckpointError(
+        path, f"{free / 2**20:.0f} MiB free on its disk, but one checkpoint "
+        f"of this run takes {need / 2**20:.0f} MiB (x{margin} while saving)",
+        "free space there or pass a --workdir on a disk with room")
+  return need
 
 
 def remove_unfinished(directory: epath.Path) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import resnet
+from metavos.runtime import platform
 
 
 class BoxHead(nnx.Module):
@@ -49,7 +49,7 @@ class MaskHead(nnx.Module):
     self.logit = nnx.Conv(dim, 1, (1, 1), use_bias=True,
                           kernel_init=nnx.initializers.normal(0.01),
                           rngs=rngs,
-                          conv_general_dilated=conv_lib.conv_general_dilated)
+                          conv_general_dilated=platform.conv_general_dilated())
 
   def __call__(self, roi_features: jax.Array) -> jax.Array:
     """(R, S, S, C) -> mask logits (R, 2S, 2S)."""

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from metavos.models import conv as conv_lib
 from metavos.models import resnet
 from metavos.models.maskrcnn import boxes as boxes_lib
 from metavos.models.maskrcnn import nms as nms_lib
+from metavos.runtime import platform
 
 
 def _head_conv(in_ch: int, out_ch: int, std: float,
@@ -27,7 +27,7 @@ def _head_conv(in_ch: int, out_ch: int, std: float,
   # anchors and objectness near p = 0.5.
   return nnx.Conv(in_ch, out_ch, (1, 1), use_bias=True,
                   kernel_init=nnx.initializers.normal(std), rngs=rngs,
-                  conv_general_dilated=conv_lib.conv_general_dilated)
+                  conv_general_dilated=platform.conv_general_dilated())
 
 
 class RPNHead(nnx.Module):
