@@ -185,3 +185,31 @@ def test_zero_steps_segments_with_the_starting_parameters(synthetic_root):
   want = jax.nn.sigmoid(frame @ np.asarray([1.0, -1.0, 0.0]))
   np.testing.assert_allclose(probs[0, 1], want, atol=1e-5)
   assert "final_support_loss" not in stats
+
+
+def test_segmenters_of_one_model_and_config_share_compilations():
+  """The compiled pieces are pure functions of the static (model, cfg): a
+  second segmenter compiles nothing new, and none is kept alive by the
+  jit cache."""
+  import gc  # pylint: disable=g-import-not-at-top
+  import weakref  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  images = rng.random((2, 1, 8, 8, 3), np.float32)
+  masks = (images[..., 0] > 0.5).astype(np.float32)
+  valid = np.ones_like(masks, bool)
+  params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros((2,))}
+  cfg = _cfg(num_steps=2, steps_per_call=2, momentum=0.5)
+
+  def adapt_with_a_new_segmenter():
+    seg = video_lib.VideoSegmenter(_pixel_model, cfg)
+    out = seg.adapt(params, jnp.asarray(0.3), images, masks, valid,
+                    jax.random.key(0), 2)
+    return weakref.ref(seg), out
+
+  first_ref, first = adapt_with_a_new_segmenter()
+  compiled = video_lib._adapt._cache_size()  # pylint: disable=protected-access
+  second_ref, second = adapt_with_a_new_segmenter()
+  assert video_lib._adapt._cache_size() == compiled  # pylint: disable=protected-access
+  jax.tree.map(np.testing.assert_array_equal, first, second)
+  gc.collect()
+  assert first_ref() is None and second_ref() is None

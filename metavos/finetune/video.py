@@ -31,7 +31,7 @@ from metavos.data.types import VOID, Video
 from metavos.finetune import contour as contour_lib
 from metavos.finetune import inner_loop, losses, support
 from metavos.models import interface
-from metavos.runtime import chunking, platform
+from metavos.runtime import chunking, config_fields, platform
 
 
 # fold_in data of the prediction keys (box jitter), apart from adaptation's.
@@ -67,21 +67,16 @@ class FinetuneConfig:
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
                   input_size: tuple[int, ...] = ()) -> "FinetuneConfig":
     """From `config.finetune`; `input_size` is `config.eval.input_size`."""
-    aug = cfg.augment
-    aug = tuple(sorted(dict(aug).items())) if aug else None
-    size = tuple(input_size) if input_size else None
-    return cls(num_steps=cfg.num_steps, momentum=cfg.momentum, loss=cfg.loss,
-               copies=cfg.copies, augment=aug, unroll=unroll,
-               steps_per_call=cfg.steps_per_call,
-               online_interval=cfg.online_interval,
-               online_steps=cfg.online_steps, online_recent=cfg.online_recent,
-               frames_per_call=cfg.frames_per_call,
-               objects_per_call=platform.items_per_call(cfg.objects_per_call),
-               input_size=size,
-               bg_threshold=cfg.bg_threshold,
-               frozen_stages=cfg.frozen_stages, bank=cfg.bank,
-               contour=cfg.contour, contour_cell=cfg.contour_cell,
-               contour_threshold=cfg.contour_threshold)
+    return config_fields.from_block(
+        cls, cfg, "config.finetune",
+        # The rate and the annotated frames are the method's and
+        # evaluation's (metavos.methods).
+        other_keys=("lr", "num_annotated", "annotated_frames"),
+        augment=tuple(sorted(dict(cfg.augment).items())) if cfg.augment
+        else None,
+        unroll=unroll,
+        objects_per_call=platform.items_per_call(cfg.objects_per_call),
+        input_size=tuple(input_size) if input_size else None)
 
 
 def merge_objects(probs: np.ndarray, object_ids: Sequence[int],
@@ -99,15 +94,99 @@ def _broadcast(tree, k: int):
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (k,) + x.shape), tree)
 
 
+def _augment(cfg: FinetuneConfig) -> dict | None:
+  return dict(cfg.augment) if cfg.augment else None
+
+
+# The jitted pieces of VideoSegmenter: pure functions of a static (model,
+# cfg), so segmenters of the same model and settings share compilations and
+# none is kept alive by the jit cache (as metavos.memory.propagate).
+
+
+@functools.partial(jax.jit, static_argnames=("model", "cfg"))
+def _bank(params, images, masks, valid, keys, *, model: interface.VOSModel,
+          cfg: FinetuneConfig):
+  """Frozen-stage fine-tuning's support set, computed once: `bank`
+  augmented copies of each support frame through the frozen stages.
+  vmapped over objects; returns (cache, masks, valid), N * bank each."""
+  prefix_fn, _ = model.split(cfg.frozen_stages)
+
+  def one(p, img, msk, val, key):
+    img, msk, val = support.augmented_copies(key, img, msk, val, cfg.bank,
+                                             _augment(cfg))
+    return prefix_fn(p, img), msk, val
+
+  return jax.vmap(one)(params, images, masks, valid, keys)
+
+
+@functools.partial(jax.jit,
+                   static_argnames=("model", "cfg", "num_steps", "draw"))
+def _adapt_cached(params, lrs, cache, masks, valid, keys, velocity, *,
+                  model: interface.VOSModel, cfg: FinetuneConfig,
+                  num_steps: int, draw: int):
+  """`_adapt` on a precomputed bank: each step draws `draw` of its entries
+  and runs only the unfrozen layers (the frozen parameters get zero
+  gradients: the suffix does not read them)."""
+  _, suffix_fn = model.split(cfg.frozen_stages)
+  pixel_loss = losses.get_loss(cfg.loss)
+
+  def one(p, c, msk, val, key, vel):
+    def loss_fn(theta, rng):
+      idx = jax.random.choice(rng, msk.shape[0], (draw,), replace=False)
+      logits = suffix_fn(theta, jax.tree.map(lambda a: a[idx], c),
+                         msk.shape[-2:])
+      return pixel_loss(logits[..., 0], msk[idx], val[idx])
+    return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
+                            momentum=cfg.momentum, first_order=True,
+                            unroll=cfg.unroll, velocity=vel)
+
+  return jax.vmap(one)(params, cache, masks, valid, keys, velocity)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "cfg", "num_steps"))
+def _adapt(params, lrs, images, masks, valid, keys, velocity, *,
+           model: interface.VOSModel, cfg: FinetuneConfig, num_steps: int):
+  """vmapped over objects: params (K, ...), images (K, N, H, W, 3)."""
+  loss = model.make_loss(losses.get_loss(cfg.loss))
+
+  def one(p, img, msk, val, key, vel):
+    loss_fn = support.make_support_loss(loss, img, msk, val,
+                                        copies=cfg.copies,
+                                        augment=_augment(cfg))
+    return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
+                            momentum=cfg.momentum, first_order=True,
+                            unroll=cfg.unroll, velocity=vel)
+
+  return jax.vmap(one)(params, images, masks, valid, keys, velocity)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "out_size"))
+def _predict(params, states, frames, keys, *, model: interface.VOSModel,
+             out_size: tuple[int, int]):
+  """Probabilities for consecutive frames (B, h, w, 3), vmapped over the K
+  objects' params, states and keys: (K, B, h, w) at the network's size,
+  (K, B, H_out, W_out) at `out_size`, and the states after the last frame."""
+  small, states = jax.vmap(
+      lambda p, s, k: model.predict(p, s, frames, k))(params, states, keys)
+  probs = small
+  if small.shape[2:] != tuple(out_size):
+    probs = jax.image.resize(small, small.shape[:2] + tuple(out_size),
+                             "bilinear")
+  return small, probs, states
+
+
 class VideoSegmenter:
-  """Fine-tunes on annotated frames and segments every frame of a video."""
+  """Fine-tunes on annotated frames and segments every frame of a video.
+
+  The Python driver (chunking in time and over objects, online adaptation,
+  the contour step); the compiled work is the module's pure functions of
+  the static (model, cfg).
+  """
 
   def __init__(self, model: interface.VOSModel, cfg: FinetuneConfig):
     self.model = model
     self.cfg = cfg
-    self._loss = model.make_loss(losses.get_loss(cfg.loss))
-    self._aug = dict(cfg.augment) if cfg.augment else None
-    self._split = None
+    self._aug = _augment(cfg)
     if cfg.frozen_stages and self._aug and cfg.bank < cfg.copies:
       raise ValueError(f"finetune.bank={cfg.bank} must be at least "
                        f"finetune.copies={cfg.copies}: each step draws "
@@ -117,74 +196,10 @@ class VideoSegmenter:
         raise ValueError("finetune.frozen_stages > 0 needs a dense model "
                          "(fcn, osvos); the detector adapts every layer: "
                          "set finetune.frozen_stages=0.")
-      self._split = model.split(cfg.frozen_stages)
+      model.split(cfg.frozen_stages)  # a bad stage count fails here
     self._snapper = (contour_lib.ContourSnapper.from_weights(
         cfg.contour, cfg.contour_cell, cfg.contour_threshold)
                      if cfg.contour else None)
-
-  @functools.partial(jax.jit, static_argnums=(0,))
-  def _bank(self, params, images, masks, valid, keys):
-    """Frozen-stage fine-tuning's support set, computed once: `bank`
-    augmented copies of each support frame through the frozen stages.
-    vmapped over objects; returns (cache, masks, valid), N * bank each."""
-    prefix_fn, _ = self._split
-
-    def one(p, img, msk, val, key):
-      img, msk, val = support.augmented_copies(key, img, msk, val,
-                                               self.cfg.bank, self._aug)
-      return prefix_fn(p, img), msk, val
-
-    return jax.vmap(one)(params, images, masks, valid, keys)
-
-  @functools.partial(jax.jit, static_argnums=(0, 7, 8))
-  def _adapt_cached(self, params, lrs, cache, masks, valid, keys, num_steps,
-                    draw, velocity):
-    """`_adapt` on a precomputed bank: each step draws `draw` of its
-    entries and runs only the unfrozen layers (the frozen parameters get
-    zero gradients: the suffix does not read them)."""
-    _, suffix_fn = self._split
-    pixel_loss = losses.get_loss(self.cfg.loss)
-
-    def one(p, c, msk, val, key, vel):
-      def loss_fn(theta, rng):
-        idx = jax.random.choice(rng, msk.shape[0], (draw,), replace=False)
-        logits = suffix_fn(theta, jax.tree.map(lambda a: a[idx], c),
-                           msk.shape[-2:])
-        return pixel_loss(logits[..., 0], msk[idx], val[idx])
-      return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
-                              momentum=self.cfg.momentum, first_order=True,
-                              unroll=self.cfg.unroll, velocity=vel)
-
-    return jax.vmap(one)(params, cache, masks, valid, keys, velocity)
-
-  @functools.partial(jax.jit, static_argnums=(0, 7))
-  def _adapt(self, params, lrs, images, masks, valid, keys, num_steps,
-             velocity):
-    """vmapped over objects: params (K, ...), images (K, N, H, W, 3)."""
-
-    def one(p, img, msk, val, key, vel):
-      loss_fn = support.make_support_loss(
-          self._loss, img, msk, val, copies=self.cfg.copies,
-          augment=self._aug)
-      return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
-                              momentum=self.cfg.momentum, first_order=True,
-                              unroll=self.cfg.unroll, velocity=vel)
-
-    return jax.vmap(one)(params, images, masks, valid, keys, velocity)
-
-  @functools.partial(jax.jit, static_argnums=(0, 5))
-  def _predict(self, params, states, frames, keys, out_size):
-    """Probabilities for consecutive frames (B, h, w, 3), vmapped over the
-    K objects' params, states and keys: (K, B, h, w) at the network's size,
-    (K, B, H_out, W_out) at `out_size`, and the states after the last frame."""
-    small, states = jax.vmap(
-        lambda p, s, k: self.model.predict(p, s, frames, k))(params, states,
-                                                             keys)
-    probs = small
-    if small.shape[2:] != tuple(out_size):
-      probs = jax.image.resize(small, small.shape[:2] + tuple(out_size),
-                               "bilinear")
-    return small, probs, states
 
   def adapt(self, params, lrs, images, masks, valid, rng, num_steps):
     """Adapts the K objects' params, `objects_per_call` objects per call.
@@ -206,24 +221,25 @@ class VideoSegmenter:
     Splitting long runs (T = 100, 1000) keeps compile time bounded when the
     inner loop is unrolled; the momentum buffer is carried across chunks.
     """
-    velocity = (jax.tree.map(jnp.zeros_like, params)
-                if self.cfg.momentum else None)
-    if self._split is not None:  # the frozen stages run once, here
+    cfg, static = self.cfg, {"model": self.model, "cfg": self.cfg}
+    velocity = jax.tree.map(jnp.zeros_like, params) if cfg.momentum else None
+    if cfg.frozen_stages:  # the frozen stages run once, here
       bank_keys = jax.random.split(
           jax.random.fold_in(rng, _BANK_STREAM), k)[objects]
-      cache, masks, valid = self._bank(params, images, masks, valid,
-                                       bank_keys)
-      draw = images.shape[1] * (self.cfg.copies if self._aug else 1)
+      cache, masks, valid = _bank(params, images, masks, valid, bank_keys,
+                                  **static)
+      draw = images.shape[1] * (cfg.copies if self._aug else 1)
     done, step_losses = 0, []
     while done < num_steps:
-      n = min(self.cfg.steps_per_call, num_steps - done)
+      n = min(cfg.steps_per_call, num_steps - done)
       keys = jax.random.split(jax.random.fold_in(rng, done), k)[objects]
-      if self._split is not None:
-        params, velocity, ls = self._adapt_cached(
-            params, lrs, cache, masks, valid, keys, n, draw, velocity)
+      if cfg.frozen_stages:
+        params, velocity, ls = _adapt_cached(
+            params, lrs, cache, masks, valid, keys, velocity, num_steps=n,
+            draw=draw, **static)
       else:
-        params, velocity, ls = self._adapt(params, lrs, images, masks, valid,
-                                           keys, n, velocity)
+        params, velocity, ls = _adapt(params, lrs, images, masks, valid,
+                                      keys, velocity, num_steps=n, **static)
       step_losses.append(ls)
       done += n
     if not step_losses:  # num_steps = 0: the starting parameters as they are
@@ -331,7 +347,8 @@ class VideoSegmenter:
     """`_predict` over the K objects, `objects_per_call` at a time."""
     keys = jax.random.split(rng, jax.tree.leaves(params)[0].shape[0])
     return chunking.chunked_vmap(
-        lambda p, s, k: self._predict(p, s, frames, k, out_size),
+        lambda p, s, k: _predict(p, s, frames, k, model=self.model,
+                                 out_size=tuple(out_size)),
         self.cfg.objects_per_call, params, states, keys)
 
   def _online(self, first_params, lrs, sup_img, sup_msk, sup_val, frames,

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from metavos.finetune import augment
+from metavos.runtime import config_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +69,8 @@ class ClipAugmentConfig:
   @classmethod
   def from_config(cls, a) -> "ClipAugmentConfig":
     """From the `clip.augment` config block (its fields by name)."""
-    kwargs = {f.name: a[f.name] for f in dataclasses.fields(cls)}
-    return cls(**{**kwargs, "scale_range": tuple(kwargs["scale_range"])})
+    return config_fields.from_block(cls, a, "config.clip.augment",
+                                    other_keys=("enabled",))
 
 
 def _sym(key: jax.Array, limit: float, shape=()) -> jax.Array:

@@ -30,6 +30,7 @@ import numpy as np
 from metavos.data import sampling
 from metavos.data.types import VOID, Video
 from metavos.memory import network
+from metavos.runtime import config_fields
 
 # frame index -> (masks (K, h, w) float, objects (K,) bool): at that frame the
 # flagged objects take the given masks.
@@ -48,9 +49,14 @@ class PropagateConfig:
   def from_config(cls, m: ml_collections.ConfigDict,
                   input_size: tuple[int, ...] = ()) -> "PropagateConfig":
     """From `config.memory`; `input_size` is `config.eval.input_size`."""
-    return cls(mem_every=m.mem_every, max_memory=m.max_memory,
-               top_k=m.top_k or None,
-               input_size=tuple(input_size) if input_size else None)
+    return config_fields.from_block(
+        cls, m, "config.memory",
+        # The network's (metavos.memory.network.build).
+        other_keys=("decoder_dim", "key_backbone", "key_dim",
+                        "key_pretrained", "norm_groups", "remat",
+                        "value_backbone", "value_dim", "value_pretrained"),
+        top_k=m.top_k or None,
+        input_size=tuple(input_size) if input_size else None)
 
 
 @functools.partial(jax.jit, static_argnums=0)

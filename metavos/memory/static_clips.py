@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from metavos.finetune import augment
+from metavos.runtime import config_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,10 +40,12 @@ class StaticClipConfig:
   @classmethod
   def from_config(cls, s) -> "StaticClipConfig":
     """From the `oneshot.static` config block."""
-    return cls(augment.AugmentConfig(flip=s.flip,
+    return config_fields.from_block(
+        cls, s, "config.oneshot.static",
+        other_keys=("flip", "scale_range", "max_rotation_deg"),
+        affine=augment.AugmentConfig(flip=s.flip,
                                      scale_range=tuple(s.scale_range),
-                                     max_rotation_deg=s.max_rotation_deg),
-               s.brightness, s.contrast, s.saturation)
+                                     max_rotation_deg=s.max_rotation_deg))
 
 
 def static_clip(key: jax.Array, frame: jax.Array, num_frames: int,

@@ -23,15 +23,19 @@ from metavos.finetune import lrs as lrs_lib
 from metavos.finetune import video as video_lib
 from metavos.meta import meta_step
 from metavos.methods import registry, setup, train_loop
-from metavos.runtime import checkpoint, platform, sharding
+from metavos.runtime import checkpoint, config_fields, platform, sharding
 
 
 def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
   m = config.meta
-  aug = tuple(sorted(m.augment.to_dict().items())) if m.augment else None
-  return meta_step.MetaConfig(
-      num_inner_steps=m.num_inner_steps, support_copies=m.support_copies,
-      augment=aug, loss=m.loss, first_order=m.first_order, remat=m.remat,
+  return config_fields.from_block(
+      meta_step.MetaConfig, m, "config.meta",
+      # The outer optimiser's, the rates' initialisation and the sampler's.
+      other_keys=("init_from", "lr_init", "lr_jitter", "lr_mode",
+                      "lrs_outer_lr", "num_query", "outer_lr", "train_lrs",
+                      "weight_decay"),
+      augment=tuple(sorted(m.augment.to_dict().items())) if m.augment
+      else None,
       unroll=setup.unroll(config),
       tasks_per_call=platform.items_per_call(m.tasks_per_call))
 

@@ -19,9 +19,10 @@ import optax
 from absl import logging
 from flax import nnx
 
+from metavos.data import clips, labels
 from metavos.memory import network, propagate
-from metavos.methods import registry, setup
-from metavos.runtime import checkpoint
+from metavos.methods import registry, setup, train_loop
+from metavos.runtime import checkpoint, sharding
 
 PRETRAIN_DIR = "pretrain"
 
@@ -62,6 +63,31 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
   if trained is None:
     trained = restore(config, setup.trained_checkpoint(config, workdir))
   return segmenter(config, trained)
+
+
+def train_on_clips(config: ml_collections.ConfigDict, workdir: str,
+                   clip_length: int, make_update, describe: str = ""):
+  """The supervised and one-shot trainers' loop: the network, the label set
+  (`<workdir>/labels.json`), clips of `clip_length` frames starting at
+  labelled frames, and `make_update(config, fns, mesh, labelled_fraction)`
+  through the shared `train_loop`. Returns `(params, fns)`."""
+  mesh = sharding.make_mesh(config.num_devices or None)
+  fns, params = build_network(config)
+  videos = setup.train_videos(config, workdir)
+  label_set, fraction = labels.setup_label_set(config.labels, workdir, videos)
+  c = config.clip
+  sampler = clips.ClipSampler(videos, clip_length, c.max_gap, c.max_objects,
+                              config.seed, label_set, c.flip)
+  logging.info("%d clip starts%s", len(sampler), describe)
+  tx = make_optimizer(config)
+  state = train_loop.run(
+      config, workdir, mesh=mesh,
+      init_state=lambda: train_loop.initial_state(params, tx, mesh),
+      update=make_update(config, fns, mesh, fraction),
+      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
+      items_per_step=config.train.batch_size,
+      init_from=starting_checkpoint(config, workdir))
+  return state["params"], fns
 
 
 def make_optimizer(config: ml_collections.ConfigDict):

@@ -24,11 +24,9 @@ import ml_collections
 import optax
 from absl import logging
 
-from metavos.data import clips, labels
 from metavos.memory import (clip_augment, forward_backward, losses, network,
                             static_clips)
 from metavos.methods import memory_networks, setup, train_loop
-from metavos.runtime import sharding
 
 # Evaluation is STCN's: the trained network propagates masks through memory.
 load_segmenter = memory_networks.load_segmenter
@@ -114,23 +112,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str):
   """Trains from the label set's frames; returns (params, fns)."""
   check_config(config)
-  mesh = sharding.make_mesh(config.num_devices or None)
-  fns, params = memory_networks.build_network(config)
-  videos = setup.train_videos(config, workdir)
-  label_set, fraction = labels.setup_label_set(config.labels, workdir, videos)
-  c = config.clip
-  sampler = clips.ClipSampler(videos, config.oneshot.num_forward + 1,
-                              c.max_gap, c.max_objects, config.seed,
-                              label_set, c.flip)
-  logging.info("%d clip starts (one-shot %s, T=%d)", len(sampler),
-               config.oneshot.variant, config.oneshot.num_forward)
-
-  state = train_loop.run(
-      config, workdir, mesh=mesh,
-      init_state=lambda: train_loop.initial_state(
-          params, memory_networks.make_optimizer(config), mesh),
-      update=make_update(config, fns, mesh, fraction),
-      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-      items_per_step=config.train.batch_size,
-      init_from=memory_networks.starting_checkpoint(config, workdir))
-  return state["params"], fns
+  o = config.oneshot
+  return memory_networks.train_on_clips(
+      config, workdir, o.num_forward + 1, make_update,
+      f" (one-shot {o.variant}, T={o.num_forward})")

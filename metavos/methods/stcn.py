@@ -20,12 +20,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 
-from metavos.data import clips, labels
 from metavos.memory import chain, clip_augment, losses, network
 from metavos.methods import memory_networks, setup, train_loop
-from metavos.runtime import sharding
 
 
 clip_loss = chain.supervised_clip_loss
@@ -63,25 +60,9 @@ def make_update(config, fns: network.MemoryFns, mesh, labelled_fraction):
 
 
 def train(config: ml_collections.ConfigDict, workdir: str):
-  """Trains on clips; returns (params, fns)."""
-  mesh = sharding.make_mesh(config.num_devices or None)
-  fns, params = memory_networks.build_network(config)
-  videos = setup.train_videos(config, workdir)
-  label_set, fraction = labels.setup_label_set(config.labels, workdir, videos)
-  c = config.clip
-  sampler = clips.ClipSampler(videos, c.length, c.max_gap, c.max_objects,
-                              config.seed, label_set, c.flip)
-  logging.info("%d clip starts", len(sampler))
-
-  state = train_loop.run(
-      config, workdir, mesh=mesh,
-      init_state=lambda: train_loop.initial_state(
-          params, memory_networks.make_optimizer(config), mesh),
-      update=make_update(config, fns, mesh, fraction),
-      sample=train_loop.batch_sampler(sampler, config.train.batch_size),
-      items_per_step=config.train.batch_size,
-      init_from=memory_networks.starting_checkpoint(config, workdir))
-  return state["params"], fns
+  """Trains on clips of `clip.length` frames; returns (params, fns)."""
+  return memory_networks.train_on_clips(config, workdir, config.clip.length,
+                                        make_update)
 
 
 # Evaluation: the trained network propagates masks through memory.

@@ -23,6 +23,7 @@ from metavos.models import resnet
 from metavos.models.maskrcnn import anchors as anchors_lib
 from metavos.models.maskrcnn import heads
 from metavos.models.maskrcnn import rpn as rpn_lib
+from metavos.runtime import config_fields
 
 # Strides of the pyramid levels P2..P5 (the backbone's C2..C5).
 STRIDES = (4, 8, 16, 32)
@@ -47,14 +48,7 @@ class MaskRCNNSpec:
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict) -> "MaskRCNNSpec":
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(cfg.keys()) - fields
-    if unknown:
-      raise ValueError(f"Unknown model.maskrcnn fields {sorted(unknown)}; "
-                       f"known: {sorted(fields)}.")
-    values = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-              for k, v in cfg.items()}
-    spec = cls(**values)
+    spec = config_fields.from_block(cls, cfg, "config.model.maskrcnn")
     if spec.mask_size % 2:
       raise ValueError(f"model.maskrcnn.mask_size must be even (the mask "
                        f"head upsamples 2x), got {spec.mask_size}.")
