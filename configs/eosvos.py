@@ -77,9 +77,19 @@ def parent_config() -> ml_collections.ConfigDict:
   return p
 
 
+# Named recipes: aliases for key=value items (common.parse_arg).
+RECIPES = {"smoke": "size=smoke",
+           "davis16_cpu": "data=davis16,size=cpu",
+           "maskrcnn_smoke": "size=smoke,model=maskrcnn",
+           "maskrcnn_davis16_cpu": "data=davis16,size=cpu,model=maskrcnn",
+           "davis17_tpu": "data=davis17,size=tpu",
+           "ytvos_tpu": "data=ytvos,size=tpu"}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the e-OSVOS config; arg: None | smoke | davis16_cpu |
-  maskrcnn_smoke | maskrcnn_davis16_cpu | davis17_tpu | ytvos_tpu."""
+  """Returns the e-OSVOS config; arg: a recipe of RECIPES and/or key=value
+  items: size=default|smoke|cpu|tpu, data=synthetic|davis16|davis17|ytvos,
+  model=fcn|maskrcnn (common.parse_arg)."""
   c = common.base_config("eosvos")
   c.meta = meta_config()
   c.parent = parent_config()
@@ -88,8 +98,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.num_steps = 200
   c.train.batch_size = 2
   c.train.image_size = (96, 160)
-  arg = arg or "default"
-  if arg == "default":
+  a = common.parse_arg(arg, file="configs/eosvos.py", aliases=RECIPES,
+                       size=("default", "smoke", "cpu", "tpu"),
+                       data=("synthetic", "davis16", "davis17", "ytvos"),
+                       model=("fcn", "maskrcnn"))
+  common.use_data(c, a.data)
+  if a.model == "maskrcnn":
+    c.model.name = "maskrcnn"
+  if a.size == "default":
     # The README's main job on synthetic videos: a 300-step parent network,
     # then 200 meta-steps from it. Measured on its val videos (2026-11-21,
     # 2 cores, ~4 min in all): J&F 0.528; from a random init instead
@@ -97,7 +113,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # inner loop diverge, so the paper's rates stay.
     c.parent.num_steps = 300
     c.finetune.steps_per_call = 5  # smaller programs: each object count compiles once
-  elif arg == "smoke":
+  elif a.size == "smoke" and a.model == "fcn":
     common.shrink_for_smoke(c)
     c.meta.num_inner_steps = 2
     c.meta.support_copies = 2
@@ -107,7 +123,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.num_steps = 3
     c.finetune.steps_per_call = 3
     c.finetune.copies = 2
-  elif arg == "maskrcnn_smoke":
+  elif a.size == "smoke":  # the detector
     common.shrink_for_smoke(c)
     use_small_detector(c)
     c.meta.num_inner_steps = 2
@@ -119,50 +135,39 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.copies = 1
     c.meta.tasks_per_call = 0   # One vmapped program: compiles in half the time.
     c.unroll = 1  # a rolled inner loop: the detector compiles in seconds
-  elif arg == "maskrcnn_davis16_cpu":
-    common.use_davis16_240p(c)
-    c.model.name = "maskrcnn"
+  elif a.size == "cpu":
     c.train.batch_size = 2
     c.train.num_steps = 1000
     c.train.log_every = 20
     c.train.checkpoint_every = 200
     c.meta.lr_init = 0.01
-    c.meta.outer_lr = 3e-5
-    c.meta.lrs_outer_lr = 1e-3
-  elif arg == "davis16_cpu":
-    common.use_davis16_240p(c)
-    c.train.batch_size = 2
-    c.train.num_steps = 1000
-    c.train.log_every = 20
-    c.train.checkpoint_every = 200
-    c.parent.num_steps = 4000  # the parent of BENCHMARKS.md's ablation (~9 min here)
-    # Meta-train with the T of evaluation (e-OSVOS-10), rates starting at the
-    # best hand-tuned single rate for T = 10 (BENCHMARKS.md grid), and the
-    # paper's outer rates: 1e-3 on the rates with T = 5 measured worse
-    # (0.436 vs 0.459 J&F on dev, BENCHMARKS.md). ~40 min of meta-training here.
-    c.meta.num_inner_steps = 10
-    c.meta.lr_init = 0.01
-    c.meta.outer_lr = 1e-5
-    c.meta.lrs_outer_lr = 1e-5
-  elif arg in ("davis17_tpu", "ytvos_tpu"):
+    if a.model == "maskrcnn":
+      c.meta.outer_lr = 3e-5
+      c.meta.lrs_outer_lr = 1e-3
+    else:
+      c.parent.num_steps = 4000  # the parent of BENCHMARKS.md's ablation (~9 min here)
+      # Meta-train with the T of evaluation (e-OSVOS-10), rates starting at
+      # the best hand-tuned single rate for T = 10 (BENCHMARKS.md grid), and
+      # the paper's outer rates: 1e-3 on the rates with T = 5 measured worse
+      # (0.436 vs 0.459 J&F on dev, BENCHMARKS.md). ~40 min of meta-training.
+      c.meta.num_inner_steps = 10
+      c.meta.outer_lr = 1e-5
+      c.meta.lrs_outer_lr = 1e-5
+  elif a.size == "tpu":
     c.distributed = True
     c.model.backbone = "resnet50"
     c.model.fpn_dim = 256
     c.model.norm_groups = 32
-    c.train.image_size = (480, 854) if arg == "davis17_tpu" else (480, 864)
-    c.train.batch_size = 32 if arg == "davis17_tpu" else 64
+    c.train.image_size = (480, 864) if a.data == "ytvos" else (480, 854)
+    c.train.batch_size = 64 if a.data == "ytvos" else 32
     c.train.num_steps = 10000
     c.train.checkpoint_every = 500
     c.meta.num_inner_steps = 5
     c.finetune.num_steps = 100
-    if arg == "ytvos_tpu":
-      c.data.kind = "youtube_vos"
-      c.data.train_split = "train"
-      c.data.split = "valid"
-  else:
-    raise ValueError(f"configs/eosvos.py: unknown argument {arg!r}; use one of "
-                     "smoke, davis16_cpu, maskrcnn_smoke, maskrcnn_davis16_cpu, "
-                     "davis17_tpu, ytvos_tpu.")
+  if a.data == "ytvos":
+    c.data.kind = "youtube_vos"
+    c.data.train_split = "train"
+    c.data.split = "valid"
   return c
 
 

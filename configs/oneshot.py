@@ -58,7 +58,7 @@ def oneshot_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the one-shot config; arg: None | smoke | davis16_cpu."""
+  """Returns the one-shot config; arg as configs/stcn.py's."""
   c = common.base_config("oneshot")
   c.memory = stcn.memory_config()
   c.clip = stcn.clip_config()
@@ -72,16 +72,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.oneshot = oneshot_config()
   c.train.num_steps = 1000
   c.train.batch_size = 4      # Clips per step over all devices.
-  arg = arg or "default"
-  if arg == "default":
-    pass
-  elif arg == "smoke":
+  a = common.parse_arg(arg, file="configs/oneshot.py", aliases=stcn.RECIPES,
+                       **stcn.SIZE_AND_DATA)
+  common.use_data(c, a.data)
+  if a.size == "smoke":
     stcn.shrink_for_smoke(c)
     c.oneshot.num_forward = 2
     c.oneshot.static_pretrain_steps = 1
     c.eval.pictures = False   # Keeps the smoke run to training and scoring.
-  elif arg == "davis16_cpu":
-    common.use_davis16_240p(c)
+  elif a.size == "cpu":
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427), as STCN's preset.
     c.clip.max_objects = 1            # DAVIS 2016: one object per video.
     c.clip.max_gap = 5                # T + 1 = 4 frames span up to 15 frames.
@@ -91,9 +90,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 100
     c.loss.start_step, c.loss.end_step = 100, 400
     c.pretrain.synthetic_steps = 1000 # As STCN's preset: synthetic videos, fully labelled (free), first.
-  else:
-    raise ValueError(f"configs/oneshot.py: unknown argument {arg!r}; use one "
-                     "of smoke, davis16_cpu.")
   del c.model  # No FCN model and no fine-tuning; only the annotated frames.
   c.finetune = stcn.eval_frames_config()
   return c

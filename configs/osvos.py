@@ -51,8 +51,16 @@ def parent_config() -> ml_collections.ConfigDict:
   return p
 
 
+# Named recipes: aliases for key=value items (common.parse_arg).
+RECIPES = {"smoke": "size=smoke",
+           "davis16_cpu": "data=davis16,size=cpu",
+           "davis16_vgg16": "data=davis16,size=cpu,backbone=vgg16"}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the OSVOS config; arg: None | smoke | davis16_cpu | davis16_vgg16."""
+  """Returns the OSVOS config; arg: a recipe of RECIPES and/or key=value
+  items: size=default|smoke|cpu, data=synthetic|davis16,
+  backbone=default|vgg16 (common.parse_arg)."""
   c = common.base_config("osvos")
   c.parent = parent_config()
   c.model.name = "osvos"
@@ -65,33 +73,30 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   f.loss = "balanced_bce_mean"   # Per-pixel mean, so the SGD rate does not depend on image size.
   f.copies = 2
   f.steps_per_call = 10
-  arg = arg or "default"
-  if arg == "default":
-    pass
-  elif arg == "smoke":
+  a = common.parse_arg(arg, file="configs/osvos.py", aliases=RECIPES,
+                       size=("default", "smoke", "cpu"),
+                       data=("synthetic", "davis16"),
+                       backbone=("default", "vgg16"))
+  common.use_data(c, a.data)
+  if a.size == "smoke":
     common.shrink_for_smoke(c)
     c.train.batch_size = 2
     f.num_steps = 4
     f.steps_per_call = 2
-  elif arg == "davis16_cpu":
-    common.use_davis16_240p(c)
+  elif a.size == "cpu":
     c.train.num_steps = 3000
     c.train.batch_size = 8
     c.train.log_every = 50
     c.train.checkpoint_every = 500
-  elif arg == "davis16_vgg16":
-    common.use_davis16_240p(c)
+  if a.backbone == "vgg16":
     common.use_vgg16(c)
     c.parent.lr = 1e-4            # Adam on a pretrained trunk: 10x below the from-scratch rate.
     c.parent.augment = common.augment_config()
-    c.train.num_steps = 800       # ~1 h alone on the 2-core box (4.2 s/step).
-    c.train.batch_size = 4
-    c.train.log_every = 10
-    c.train.checkpoint_every = 50
     f.frozen_stages = 3           # Adapt blocks 4-5 and the heads: ~3x cheaper steps (BENCHMARKS.md).
     f.lr = 5e-3                   # Best of 5e-3 / 2e-2 on 2 dev videos (BENCHMARKS.md).
-    f.num_steps = 100
-  else:
-    raise ValueError(f"configs/osvos.py: unknown argument {arg!r}; use one of "
-                     "smoke, davis16_cpu, davis16_vgg16.")
+    if a.size == "cpu":
+      c.train.num_steps = 800     # ~1 h alone on the 2-core box (4.2 s/step).
+      c.train.batch_size = 4
+      c.train.log_every = 10
+      c.train.checkpoint_every = 50
   return c

