@@ -58,6 +58,7 @@ def describe_outputs(workdir: str, metrics: dict) -> str:
                      ("metrics.json", "DAVIS J&F"),
                      ("metrics.jsonl", "training metrics, one JSON line per step"),
                      ("timing.json", "seconds and frames per second per video"),
+                     ("submission", "YouTube-VOS submission.zip for the official server"),
                      ("report.html", "one page: overlay GIFs, J per frame, metrics table"),
                      ("pictures", "overlay GIFs and J-per-frame plots per video"),
                      ("tensorboard", "TensorBoard event files"),

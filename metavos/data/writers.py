@@ -50,6 +50,46 @@ def write_davis_results(out_dir, video_name: str, frame_names: Sequence[str],
   return folder
 
 
+class ResultsFolder(Mapping):
+  """A results folder (`<sequence>/<frame>.png`, as `write_davis_results`
+  writes it) as `sequence -> frame stem -> (H, W) uint8 ids`, read lazily:
+  a YouTube-VOS submission is made from what evaluation wrote without
+  holding every mask in memory."""
+
+  def __init__(self, root):
+    self.root = pathlib.Path(root)
+
+  def __getitem__(self, name: str) -> Mapping[str, np.ndarray]:
+    folder = self.root / name
+    if not folder.is_dir():
+      raise KeyError(name)
+    return _SequenceFolder(folder)
+
+  def __iter__(self):
+    return iter(sorted(p.name for p in self.root.iterdir() if p.is_dir()))
+
+  def __len__(self) -> int:
+    return sum(1 for _ in self)
+
+
+class _SequenceFolder(Mapping):
+
+  def __init__(self, folder: pathlib.Path):
+    self.folder = folder
+
+  def __getitem__(self, stem: str) -> np.ndarray:
+    path = self.folder / f"{stem}.png"
+    if not path.is_file():
+      raise KeyError(stem)
+    return io.read_mask(path)
+
+  def __iter__(self):
+    return iter(sorted(p.stem for p in self.folder.glob("*.png")))
+
+  def __len__(self) -> int:
+    return sum(1 for _ in self)
+
+
 def write_youtube_vos_submission(
     out_dir, predictions: Mapping[str, Mapping[str, np.ndarray]],
     meta: Mapping) -> pathlib.Path:

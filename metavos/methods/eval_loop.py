@@ -1,9 +1,10 @@
 """The one evaluation loop: segment each video, write results, score them.
 
 Writes `<workdir>/results/<sequence>/<frame>.png` (DAVIS palette PNGs),
-`<workdir>/metrics.json` (the DAVIS JSON shape of `metavos.evaluate`) and
-`<workdir>/timing.json` (per-video seconds and frames per second, counting
-fine-tuning, so FPS is per video, not per object) and, with
+`<workdir>/metrics.json` (the DAVIS JSON shape of `metavos.evaluate`),
+on YouTube-VOS `<workdir>/submission/submission.zip` (the official server's
+format), `<workdir>/timing.json` (per-video seconds and frames per second,
+counting fine-tuning, so FPS is per video, not per object) and, with
 `config.eval.pictures`, `<workdir>/report.html` with an overlay GIF and a
 J-per-frame plot per video under `<workdir>/pictures/` (metavos.visualize).
 Picture time is reported apart (`pictures_seconds`), so fps stays the
@@ -131,6 +132,7 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
                           json.dumps({**provenance, "sequences": names},
                                      indent=2))
   _swap_in(results_dir, os.path.join(workdir, RESULTS))
+  _write_submission(config, workdir, ds, names)
   return _finish(config, workdir, evaluator, timing, pictures, provenance)
 
 
@@ -138,6 +140,31 @@ RESULTS = "results"
 PROVENANCE = evaluate_lib.PROVENANCE
 # Outputs of an evaluation that a newer one supersedes.
 _STALE = ("metrics.json", "report.html")
+
+
+SUBMISSION = "submission"
+
+
+def _write_submission(config: ml_collections.ConfigDict, workdir: str, ds,
+                      names: list[str]) -> None:
+  """YouTube-VOS: `<workdir>/submission/` with `Annotations/<video>/
+  <frame>.png` (original sizes, DAVIS palette, objects from the frame they
+  enter) and `submission.zip` of the same tree, the file the official server
+  takes; made from the results just written, for the frames meta.json
+  requests. Only when every video of the split was segmented."""
+  meta = getattr(ds, "meta", None)
+  if config.data.kind != "youtube_vos" or meta is None:
+    return
+  if names != list(ds.sequences):
+    logging.warning("YouTube-VOS submission not written: %d of the %d "
+                    "videos of split %s were segmented "
+                    "(data.max_eval_videos).", len(names),
+                    len(ds.sequences), config.data.split)
+    return
+  path = writers.write_youtube_vos_submission(
+      os.path.join(workdir, SUBMISSION),
+      writers.ResultsFolder(os.path.join(workdir, RESULTS)), meta)
+  logging.info("YouTube-VOS submission for the server: %s", path)
 
 
 def _provenance(config: ml_collections.ConfigDict, workdir: str) -> dict:
