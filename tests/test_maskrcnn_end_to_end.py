@@ -1,4 +1,4 @@
-"""configs/eosvos.py:maskrcnn_smoke end to end: meta-train, then evaluate."""
+"""configs/eosvos.py:smoke,model=maskrcnn end to end: meta-train, then evaluate."""
 
 import json
 import os
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def test_maskrcnn_smoke_trains_and_evaluates(tmp_path):
-  config = eosvos_config.get_config("maskrcnn_smoke")
+  config = eosvos_config.get_config("smoke,model=maskrcnn")
   assert config.model.name == "maskrcnn"
   workdir = str(tmp_path)
   metrics = train.train_and_evaluate(config, workdir)

@@ -15,7 +15,7 @@ def test_tasks_per_call_auto_is_one_on_cpu_and_smoke_vmaps():
   config.meta.tasks_per_call = 4
   assert eosvos.meta_config(config).tasks_per_call == 4
   # The smoke presets keep one vmapped program (tiny frames, half the compile).
-  for arg in ("smoke", "maskrcnn_smoke"):
+  for arg in ("smoke", "smoke,model=maskrcnn"):
     assert eosvos.meta_config(
         eosvos_config.get_config(arg)).tasks_per_call == 0
 

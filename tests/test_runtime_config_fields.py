@@ -54,7 +54,7 @@ def test_every_settings_block_of_the_shipped_configs_converts():
   assert static_clips.StaticClipConfig.from_config(
       o.oneshot.static).brightness == o.oneshot.static.brightness
   assert maskrcnn_model.MaskRCNNSpec.from_config(
-      eosvos_config.get_config("maskrcnn_smoke").model.maskrcnn).mask_size
+      eosvos_config.get_config("smoke,model=maskrcnn").model.maskrcnn).mask_size
 
 
 def test_a_misspelt_finetune_key_added_to_the_block_is_refused():
