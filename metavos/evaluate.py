@@ -29,7 +29,7 @@ from absl import app, flags
 from PIL import Image
 
 from metavos.data import davis as davis_data
-from metavos.data import io
+from metavos.data import io, writers
 from metavos.data.errors import DataError
 from metavos.data.types import Video
 from metavos.metrics import davis as metrics
@@ -86,11 +86,12 @@ def check_one_evaluation(results_dir: pathlib.Path,
   """Refuses a results folder that does not come from one evaluation.
 
   metavos writes a folder's masks to `results.partial/`, then its
-  `provenance.json` (checkpoint step, config, sequences), then swaps it in;
-  so a `*.partial` folder is unfinished, and a sequence missing from
-  `provenance.json` or a PNG newer than it was put there afterwards (the
-  folder mixes evaluations). Folders without `provenance.json` (other
-  tools' results) are not checked.
+  `provenance.json` (checkpoint step, config, and each sequence's
+  `writers.sequence_digest`), then swaps it in. So a `*.partial` folder is
+  unfinished, and a sequence missing from `provenance.json` or whose PNGs
+  no longer match its digest was put there afterwards: the folder mixes
+  evaluations. Folders without `provenance.json` (other tools' results)
+  are not checked.
 
   Returns:
     The provenance record, or None when there is none.
@@ -106,6 +107,7 @@ def check_one_evaluation(results_dir: pathlib.Path,
   try:
     record = json.loads(path.read_text(encoding="utf-8"))
     listed = set(record["sequences"])
+    digests = dict(record.get("digests", {}))
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise DataError(path, f"unreadable provenance record ({e})",
                     "re-run the evaluation that wrote this folder") from e
@@ -118,12 +120,12 @@ def check_one_evaluation(results_dir: pathlib.Path,
   if extra:
     raise DataError(path, f"sequences {extra[:5]} were not written by {which}:"
                     " the folder mixes evaluations", fix)
-  written = path.stat().st_mtime
   for name in sequences:
-    for png in (results_dir / name).glob("*.png"):
-      if png.stat().st_mtime > written + 1.0:
-        raise DataError(png, f"written after {PROVENANCE} ({which}): the "
-                        "folder mixes evaluations", fix)
+    if name in digests and (writers.sequence_digest(results_dir / name)
+                            != digests[name]):
+      raise DataError(results_dir / name, f"its PNGs are not those {which} "
+                      f"wrote ({PROVENANCE}): the folder mixes evaluations",
+                      fix)
   return record
 
 

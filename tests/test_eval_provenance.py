@@ -3,6 +3,7 @@ a results folder or metrics file that mixes two evaluations."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -82,7 +83,9 @@ def test_a_killed_re_evaluation_leaves_the_old_results_whole(tmp_path):
 def test_metavos_evaluate_refuses_a_folder_that_mixes_evaluations(tmp_path):
   from metavos import evaluate  # pylint: disable=g-import-not-at-top
   from metavos.data.errors import DataError  # pylint: disable=g-import-not-at-top
+  from metavos.data import writers  # pylint: disable=g-import-not-at-top
   from metavos.methods import setup  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path)
   config = _config()
   config.data.synthetic.num_videos = 6  # 2 evaluation videos
@@ -95,22 +98,31 @@ def test_metavos_evaluate_refuses_a_folder_that_mixes_evaluations(tmp_path):
   results = tmp_path / "results"
   assert score(results)["global"]  # one evaluation: scored
 
+  # A copy resets every file time (provenance.json may even come first):
+  # still one evaluation.
+  copy = tmp_path / "copied"
+  shutil.copytree(results, copy, copy_function=shutil.copy)
+  os.utime(copy / "provenance.json", (1, 1))
+  assert score(copy)["global"] == score(results)["global"]
+
   # A mask written into it afterwards (e.g. by a later, killed evaluation).
   seq = sorted(p for p in results.iterdir() if p.is_dir())[1]
   png = sorted(seq.glob("*.png"))[2]
-  later = (results / "provenance.json").stat().st_mtime + 60
-  os.utime(png, (later, later))
+  original = png.read_bytes()
+  mask = np.asarray(Image.open(png)).copy()
+  mask[0, 0] = 1 - mask[0, 0]
+  writers.write_davis_results(results, seq.name, [png.stem], mask[None])
   with pytest.raises(DataError, match="mixes evaluations") as e:
     score(results)
-  assert str(png) in str(e.value) and "checkpoint step 3" in str(e.value)
-  os.utime(png, (later - 120, later - 120))
+  assert str(seq) in str(e.value) and "checkpoint step 3" in str(e.value)
+  png.write_bytes(original)
+  assert score(results)["global"]  # the masks it recorded again
 
   # A sequence the recorded evaluation did not write.
   prov = json.loads((results / "provenance.json").read_text())
   kept = prov["sequences"][:1]
   (results / "provenance.json").write_text(
       json.dumps({**prov, "sequences": kept}))
-  os.utime(results / "provenance.json", (later, later))
   with pytest.raises(DataError, match="not written by the evaluation of "
                      "checkpoint step 3"):
     score(results)

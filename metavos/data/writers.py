@@ -6,6 +6,7 @@ under a temporary name and renamed, so a failure leaves no partial file.
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -48,6 +49,18 @@ def write_davis_results(out_dir, video_name: str, frame_names: Sequence[str],
   for name, data in zip(frame_names, encoded):
     files.atomic_write_bytes(folder / f"{name}.png", data)
   return folder
+
+
+def sequence_digest(folder) -> str:
+  """SHA-256 of a sequence's result PNGs (names and bytes, in name order):
+  what `results/provenance.json` records per sequence, so a folder whose
+  masks changed after its evaluation is recognised (file times are not
+  used: copies reset them)."""
+  digest = hashlib.sha256()
+  for path in sorted(pathlib.Path(folder).glob("*.png")):
+    digest.update(path.name.encode() + b"\0")
+    digest.update(path.read_bytes())
+  return digest.hexdigest()
 
 
 class ResultsFolder(Mapping):

@@ -53,8 +53,8 @@ class PropagateConfig:
         cls, m, "config.memory",
         # The network's (metavos.memory.network.build).
         other_keys=("decoder_dim", "key_backbone", "key_dim",
-                        "key_pretrained", "norm_groups", "remat",
-                        "value_backbone", "value_dim", "value_pretrained"),
+                    "key_pretrained", "norm_groups", "remat",
+                    "value_backbone", "value_dim", "value_pretrained"),
         top_k=m.top_k or None,
         input_size=tuple(input_size) if input_size else None)
 

@@ -32,8 +32,8 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
       meta_step.MetaConfig, m, "config.meta",
       # The outer optimiser's, the rates' initialisation and the sampler's.
       other_keys=("init_from", "lr_init", "lr_jitter", "lr_mode",
-                      "lrs_outer_lr", "num_query", "outer_lr", "train_lrs",
-                      "weight_decay"),
+                  "lrs_outer_lr", "num_query", "outer_lr", "train_lrs",
+                  "weight_decay"),
       augment=tuple(sorted(m.augment.to_dict().items())) if m.augment
       else None,
       unroll=setup.unroll(config),

@@ -108,7 +108,7 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
   shutil.rmtree(results_dir, ignore_errors=True)  # a killed evaluation's
   evaluator = davis_metrics.DavisEvaluator()
   pictures = _report_writer(config, workdir)
-  timing = {}
+  timing, digests = {}, {}
   bar = progress.Progress(len(names), "evaluate")
   key = jax.random.key(config.seed + 1)
   for i, name in enumerate(names):
@@ -121,7 +121,8 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
     if not np.isfinite(stats.get("final_support_loss", 0.0)):
       logging.warning("%s: the fine-tuning loss is not finite: the rate "
                       "(config.finetune.lr) is too large for this loss.", name)
-    writers.write_davis_results(results_dir, name, video.frame_names, pred)
+    digests[name] = writers.sequence_digest(writers.write_davis_results(
+        results_dir, name, video.frame_names, pred))
     result = None
     if video.annotated.all():  # Sparse ground truth cannot be scored here.
       result = evaluator.add_video(name, video.masks, pred, video.object_ids)
@@ -129,8 +130,8 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
       stats["pictures_seconds"] = pictures.add_video(video, pred, result)
     bar.update(i + 1, extra=f"{name} {stats['fps']:.2f} fps")
   files.atomic_write_text(os.path.join(results_dir, PROVENANCE),
-                          json.dumps({**provenance, "sequences": names},
-                                     indent=2))
+                          json.dumps({**provenance, "sequences": names,
+                                      "digests": digests}, indent=2))
   _swap_in(results_dir, os.path.join(workdir, RESULTS))
   _write_submission(config, workdir, ds, names)
   return _finish(config, workdir, evaluator, timing, pictures, provenance)

@@ -58,10 +58,11 @@ def segmenter(config: ml_collections.ConfigDict,
 def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
                    trained=None) -> propagate.MemorySegmenter:
   """A memory-network method's segmenter: `trained` as `train` returned it,
-  else the network restored from the workdir's checkpoints (or
-  config.restore)."""
+  else the network restored from the method's checkpoints
+  (`registry.trained_checkpoint`: two-shot's phase 2, else the workdir's,
+  else config.restore)."""
   if trained is None:
-    trained = restore(config, setup.trained_checkpoint(config, workdir))
+    trained = restore(config, registry.trained_checkpoint(config, workdir))
   return segmenter(config, trained)
 
 

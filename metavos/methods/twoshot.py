@@ -43,7 +43,7 @@ from absl import logging
 
 from metavos import evaluate as evaluate_lib
 from metavos.data import clips, davis, labels, sampling, twoshot_clips
-from metavos.memory import (clip_augment, losses, propagate, pseudo_labels,
+from metavos.memory import (clip_augment, losses, pseudo_labels,
                             twoshot_losses)
 from metavos.memory import teacher as teacher_lib
 from metavos.methods import memory_networks, registry, setup, train_loop
@@ -331,15 +331,8 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
   return setup.trained_checkpoint(config, workdir)
 
 
-def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
-                   trained=None, build: Builder = memory_networks.build_network
-                   ) -> propagate.MemorySegmenter:
-  """The phase-2 network (`trained` as `train` returned it, else restored)
-  bound to a propagation segmenter."""
-  if trained is None:
-    trained = memory_networks.restore(
-        config, trained_checkpoint(config, workdir), build)
-  return memory_networks.segmenter(config, trained)
+# The phase-2 network (from `trained_checkpoint`) propagates masks.
+load_segmenter = memory_networks.load_segmenter
 
 
 def train(config: ml_collections.ConfigDict, workdir: str,
