@@ -73,7 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.num_steps = 1000
   c.train.batch_size = 4      # Clips per step over all devices.
   a = common.parse_arg(arg, file="configs/oneshot.py", aliases=stcn.RECIPES,
-                       **stcn.SIZE_AND_DATA)
+                       **stcn.AXES)
+  c.memory.network = a.network
   common.use_data(c, a.data)
   if a.size == "smoke":
     stcn.shrink_for_smoke(c)

@@ -29,6 +29,7 @@ from configs import common
 def memory_config() -> ml_collections.ConfigDict:
   """The memory network (metavos.memory) and how it propagates at test time."""
   m = ml_collections.ConfigDict()
+  m.network = "stcn"          # "stcn" (STCN-like, metavos.memory.network) | "xmem" (XMem-style: + sensory and long-term memory, metavos.memory.xmem).
   m.key_backbone = "small"    # Key encoder ResNet-GN (stops at stride 16): "tiny" | "small" | "resnet18" ...
   m.value_backbone = "tiny"   # Value encoder ResNet-GN (frame + 2 mask channels), lighter than the key's.
   m.key_dim = 64              # Channels of memory/query keys.
@@ -41,6 +42,10 @@ def memory_config() -> ml_collections.ConfigDict:
   m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
   m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.
   m.remat = False             # Training: recompute each chain step in the backward pass (less memory).
+  x = m.xmem = ml_collections.ConfigDict()  # network=xmem only.
+  x.sensory_dim = 32          # Channels of the per-object sensory memory (a GRU state at stride 16).
+  x.num_prototypes = 64       # Positions of a frame leaving the working memory kept in long-term memory (clamped to h*w).
+  x.long_term_size = 1024     # Long-term memory positions (least used replaced first); with max_memory it bounds memory on any video length.
   return m
 
 
@@ -135,19 +140,21 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   m.key_backbone = m.value_backbone = "tiny"
   m.key_dim, m.value_dim, m.decoder_dim = 8, 16, 16
   m.mem_every, m.max_memory, m.top_k = 2, 3, 8
+  m.xmem.sensory_dim, m.xmem.num_prototypes, m.xmem.long_term_size = 8, 8, 32
   c.loss.start_step, c.loss.end_step = 1, 2
 
 
 # Named recipes of the memory-network configs (STCN, one-shot, two-shot):
 # aliases for key=value items (common.parse_arg).
 RECIPES = {"smoke": "size=smoke", "davis16_cpu": "data=davis16,size=cpu"}
-SIZE_AND_DATA = dict(size=("default", "smoke", "cpu"),
-                     data=("synthetic", "davis16"))
+AXES = dict(size=("default", "smoke", "cpu"),
+            data=("synthetic", "davis16"),
+            network=("stcn", "xmem"))   # config.memory.network
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the STCN config; arg: a recipe of RECIPES and/or key=value
-  items: size=default|smoke|cpu, data=synthetic|davis16
+  items: size=default|smoke|cpu, data=synthetic|davis16, network=stcn|xmem
   (common.parse_arg)."""
   c = common.base_config("stcn")
   c.memory = memory_config()
@@ -159,7 +166,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.num_steps = 1000
   c.train.batch_size = 4      # Clips per step over all devices.
   a = common.parse_arg(arg, file="configs/stcn.py", aliases=RECIPES,
-                       **SIZE_AND_DATA)
+                       **AXES)
+  c.memory.network = a.network
   common.use_data(c, a.data)
   if a.size == "smoke":
     shrink_for_smoke(c)

@@ -58,10 +58,10 @@ def twoshot_config() -> ml_collections.ConfigDict:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the two-shot config; arg as configs/stcn.py's."""
   a = common.parse_arg(arg, file="configs/twoshot.py", aliases=stcn.RECIPES,
-                       **stcn.SIZE_AND_DATA)
+                       **stcn.AXES)
   # STCN's config for the same axes: data, network, clips, optimiser,
   # bootstrapped loss and test-time propagation.
-  c = stcn.get_config(f"size={a.size},data={a.data}")
+  c = stcn.get_config(f"size={a.size},data={a.data},network={a.network}")
   c.method = "twoshot"
   c.labels.kind = "random"        # Two labelled frames per training video, drawn with labels.seed.
   c.labels.per_video = 2

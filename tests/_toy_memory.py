@@ -34,7 +34,9 @@ class ToyFns:
 
   def predict(self, params, memory, feats, size, present=None, top_k=None):
     read = bank.readout(memory, feats["key"], top_k)
-    return network.aggregate(self.decode(params, read, feats, size), present)
+    logits = network.aggregate(self.decode(params, read, feats, size),
+                               present)
+    return logits, memory
 
   def memorize(self, params, memory, frame, feats, masks, permanent=False):
     value = self.encode_value(params, frame, feats["f16"], masks)
@@ -46,12 +48,6 @@ class ToyFns:
     memory = bank.empty(capacity, feats["key"].shape, value.shape,
                         num_permanent, value.dtype)
     return bank.add(memory, feats["key"], value, permanent=True)
-
-  def segment(self, params, memory, frame, present=None, top_k=None):
-    feats = jax.tree.map(lambda x: x[0], self.encode_key(params, frame[None]))
-    logits = self.predict(params, memory, feats, frame.shape[:2], present,
-                          top_k)
-    return jax.nn.softmax(logits, axis=0)
 
 
 def toy_params():

@@ -69,6 +69,22 @@ def empty(capacity: int, key_shape: tuple[int, ...],
       ring_count=jnp.zeros((), jnp.int32), num_permanent=num_permanent)
 
 
+def next_slot(memory: Memory, permanent: bool | jax.Array = False
+              ) -> tuple[jax.Array, jax.Array]:
+  """Where `add` writes the next frame: (slot, write), both traced.
+
+  `permanent`: the next free permanent slot (the last one once all are
+  taken); otherwise the ring buffer's oldest slot. `write` is False only
+  for a non-permanent add to a bank without ring slots.
+  """
+  p, n = memory.num_permanent, memory.capacity
+  perm_slot = jnp.minimum(jnp.sum(memory.valid[:p]), p - 1)
+  ring_slot = p + memory.ring_count % max(n - p, 1)
+  permanent = jnp.asarray(permanent)
+  return (jnp.where(permanent, perm_slot, ring_slot),
+          permanent | (n - p > 0))
+
+
 def add(memory: Memory, key: jax.Array, value: jax.Array,
         permanent: bool | jax.Array = False) -> Memory:
   """Writes one frame into the bank (pure; `permanent` may be traced).
@@ -84,13 +100,8 @@ def add(memory: Memory, key: jax.Array, value: jax.Array,
     The new bank. With no ring slots (capacity == num_permanent) a
     non-permanent add leaves the bank unchanged.
   """
-  p, n = memory.num_permanent, memory.capacity
-  ring = n - p
-  perm_slot = jnp.minimum(jnp.sum(memory.valid[:p]), p - 1)
-  ring_slot = p + memory.ring_count % max(ring, 1)
-  permanent = jnp.asarray(permanent)
-  write = permanent | (ring > 0)
-  slot = jnp.where(permanent, perm_slot, ring_slot)
+  slot, write = next_slot(memory, permanent)
+  ring = memory.capacity - memory.num_permanent
   keep = lambda new, old: jnp.where(write, new, old)
   return memory.replace(
       keys=keep(memory.keys.at[slot].set(key.astype(memory.keys.dtype)),
@@ -99,7 +110,7 @@ def add(memory: Memory, key: jax.Array, value: jax.Array,
           value.astype(memory.values.dtype)), memory.values),
       valid=keep(memory.valid.at[slot].set(True), memory.valid),
       ring_count=memory.ring_count + jnp.where(
-          permanent | (ring == 0), 0, 1).astype(jnp.int32))
+          jnp.asarray(permanent) | (ring == 0), 0, 1).astype(jnp.int32))
 
 
 def affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:

@@ -44,7 +44,7 @@ class ChainOutput(NamedTuple):
   probs: jax.Array
 
 
-def run_chain(fns: network.MemoryFns, params: Params, first_frame: jax.Array,
+def run_chain(fns: network.MemoryModel, params: Params, first_frame: jax.Array,
               first_masks: jax.Array, frames: jax.Array, *,
               present: jax.Array | None = None,
               memory_masks: jax.Array | None = None,
@@ -54,7 +54,7 @@ def run_chain(fns: network.MemoryFns, params: Params, first_frame: jax.Array,
   """Predicts `frames` in turn from the first frame and its masks (pure).
 
   Args:
-    fns: the network's pure functions (`network.make_fns`).
+    fns: the network's pure functions (`network.MemoryModel`).
     params: its parameters (the argument to differentiate).
     first_frame: (H, W, 3) in [0, 1], the memory's permanent frame.
     first_masks: (K, H, W) its soft masks (labels, or predictions).
@@ -83,12 +83,12 @@ def run_chain(fns: network.MemoryFns, params: Params, first_frame: jax.Array,
   feats = jax.tree.map(lambda x: x[1:], feats)
 
   def predict(memory, f):
-    logits = fns.predict(params, memory, f, size, present, top_k)
-    return logits, jax.nn.softmax(logits, axis=0)
+    logits, memory = fns.predict(params, memory, f, size, present, top_k)
+    return logits, jax.nn.softmax(logits, axis=0), memory
 
   def step(memory, x):
     frame, f, given_masks, given = x
-    logits, probs = predict(memory, f)
+    logits, probs, memory = predict(memory, f)
     masks = probs[1:]
     if given_masks is not None:
       masks = jnp.where(given, given_masks, masks)
@@ -102,12 +102,13 @@ def run_chain(fns: network.MemoryFns, params: Params, first_frame: jax.Array,
   xs = (frames[:-1], jax.tree.map(head, feats), head(memory_masks),
         head(memory_mask_given))
   memory, (logits, probs) = jax.lax.scan(step, memory, xs, unroll=unroll)
-  last_logits, last_probs = predict(memory, network.frame_features(feats, -1))
+  last_logits, last_probs, _ = predict(memory,
+                                       network.frame_features(feats, -1))
   return ChainOutput(jnp.concatenate([logits, last_logits[None]]),
                      jnp.concatenate([probs, last_probs[None]]))
 
 
-def supervised_clip_loss(params, batch, p, *, fns: network.MemoryFns,
+def supervised_clip_loss(params, batch, p, *, fns: network.MemoryModel,
                          unroll: bool | int, remat: bool) -> jax.Array:
   """Bootstrapped CE of frames 1.. of each clip, predicted in a chain from
   frame 0's labels (STCN's training loss; two-shot's warm-up).

@@ -15,6 +15,15 @@ Training and inference use the pure functions of `make_fns(graphdef)`, which
 take the parameter tree: split the module once with
 `graphdef, params = nnx.split(net, nnx.Param)`.
 
+The memory-network protocol (`MemoryModel`) is what the trainers
+(metavos.memory.chain and everything built on it) and inference
+(metavos.memory.propagate) call; any network giving these four pure
+functions trains under STCN, one-shot and two-shot unchanged. The memory is
+an opaque pytree threaded through them: STCN's is a `bank.Memory`, the
+XMem-style network's (metavos.memory.xmem) adds a long-term memory and a
+per-object sensory state, which is why reading a frame returns the memory
+too.
+
 Shapes: frames (H, W, 3) in [0, 1]; h, w = ceil(H / 16), ceil(W / 16); K is
 the number of objects.
 """
@@ -22,7 +31,7 @@ the number of objects.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -50,11 +59,49 @@ class KeyFeatures(NamedTuple):
     f16: (..., h, w, C4) stride-16 features (fused into values, decoded).
     f8: (..., H/8, W/8, C3) skip features.
     f4: (..., H/4, W/4, C2) skip features.
+    shrinkage: (..., h, w) how sharply a memory position is read (XMem's
+      anisotropic L2, >= 1); None for STCN's plain L2.
+    selection: (..., h, w, key_dim) per-channel weights of a query key in
+      (0, 1) (XMem); None for STCN.
   """
   key: jax.Array
   f16: jax.Array
   f8: jax.Array
   f4: jax.Array
+  shrinkage: jax.Array | None = None
+  selection: jax.Array | None = None
+
+
+class MemoryModel(Protocol):
+  """The memory-network protocol: pure functions of a parameter tree,
+  hashable (a static argument of jax.jit). `Memory` is the network's own
+  pytree with static shapes (the same compiled step serves every frame);
+  `feats` is what `encode_key` gives one frame.
+  """
+
+  def encode_key(self, params: Params, frames: jax.Array) -> Any:
+    """frames (T, H, W, 3) in [0, 1] -> per-frame features (a pytree with
+    a leading T axis; keys do not depend on masks, so this runs on all
+    frames at once)."""
+
+  def new_memory(self, params: Params, frame: jax.Array, feats: Any,
+                 masks: jax.Array, capacity: int,
+                 num_permanent: int = 1) -> Any:
+    """A memory of `capacity` frame slots holding `frame` (H, W, 3) with
+    its soft masks (K, H, W) for good (`num_permanent` slots never
+    evicted)."""
+
+  def predict(self, params: Params, memory: Any, feats: Any,
+              size: tuple[int, int], present: jax.Array | None = None,
+              top_k: int | None = None) -> tuple[jax.Array, Any]:
+    """Reads one query frame: (aggregated logits (K+1, H, W), background
+    first, and the memory after the read)."""
+
+  def memorize(self, params: Params, memory: Any, frame: jax.Array,
+               feats: Any, masks: jax.Array,
+               permanent: bool | jax.Array = False) -> Any:
+    """Adds one frame with its soft masks (K, H, W); `permanent` (may be
+    traced) puts it in a slot never evicted."""
 
 
 def _to_stride16(name: str) -> resnet.ResNetSpec:
@@ -88,7 +135,8 @@ def _features(net: resnet.ResNet, images: jax.Array,
   return feats
 
 
-def _resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+def resize_to(x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+  """Bilinear resize of the (H, W) axes, the 2nd and 3rd from last."""
   return jax.image.resize(x, x.shape[:-3] + tuple(hw) + x.shape[-1:],
                           "bilinear")
 
@@ -171,17 +219,27 @@ class MemoryNetwork(nnx.Module):
   def decode(self, readout: jax.Array, feats: KeyFeatures,
              size: tuple[int, int]) -> jax.Array:
     """readout (K, h, w, Cv) + one frame's features -> logits (K, H, W)."""
+    return self.upsample(self.compress_readout(readout, feats), feats, size)
+
+  def compress_readout(self, readout: jax.Array, feats: KeyFeatures
+                       ) -> jax.Array:
+    """The decoder's stride-16 input: readout (K, h, w, C) beside the
+    query's own projected feature -> (K, h, w, decoder_dim)."""
     k = readout.shape[0]
     q = self.query_proj(feats.f16[None])
-    x = jnp.concatenate(
-        [readout, jnp.broadcast_to(q, (k,) + q.shape[1:])], axis=-1)
-    x = self.compress(x)
-    x = self.up8(self.skip8(feats.f8[None]) + _resize_to(
+    return self.compress(jnp.concatenate(
+        [readout, jnp.broadcast_to(q, (k,) + q.shape[1:])], axis=-1))
+
+  def upsample(self, x: jax.Array, feats: KeyFeatures,
+               size: tuple[int, int]) -> jax.Array:
+    """The decoder's stride-16 features (K, h, w, D) -> logits (K, H, W),
+    through the query's skips at strides 8 and 4."""
+    x = self.up8(self.skip8(feats.f8[None]) + resize_to(
         x, feats.f8.shape[:2]))
-    x = self.up4(self.skip4(feats.f4[None]) + _resize_to(
+    x = self.up4(self.skip4(feats.f4[None]) + resize_to(
         x, feats.f4.shape[:2]))
     logits = self.pred(jax.nn.relu(x))
-    return _resize_to(logits, size)[..., 0]
+    return resize_to(logits, size)[..., 0]
 
 
 def aggregate(logits: jax.Array, present: jax.Array | None = None
@@ -242,10 +300,11 @@ class MemoryFns:
 
   def predict(self, params: Params, memory: bank.Memory, feats: KeyFeatures,
               size: tuple[int, int], present: jax.Array | None = None,
-              top_k: int | None = None) -> jax.Array:
-    """Aggregated logits (K+1, H, W) of one query frame read from memory."""
+              top_k: int | None = None) -> tuple[jax.Array, bank.Memory]:
+    """Aggregated logits (K+1, H, W) of one query frame read from memory,
+    and the memory (a read leaves STCN's unchanged)."""
     read = bank.readout(memory, feats.key, top_k)
-    return aggregate(self.decode(params, read, feats, size), present)
+    return aggregate(self.decode(params, read, feats, size), present), memory
 
   def memorize(self, params: Params, memory: bank.Memory, frame: jax.Array,
                feats: KeyFeatures, masks: jax.Array,
@@ -268,8 +327,8 @@ class MemoryFns:
               top_k: int | None = None) -> jax.Array:
     """Probabilities (K+1, H, W), background first, of one frame (H, W, 3)."""
     feats = frame_features(self.encode_key(params, frame[None]), 0)
-    logits = self.predict(params, memory, feats, frame.shape[:2], present,
-                          top_k)
+    logits, _ = self.predict(params, memory, feats, frame.shape[:2], present,
+                             top_k)
     return jax.nn.softmax(logits, axis=0)
 
 
@@ -279,7 +338,7 @@ def make_fns(graphdef: Any) -> MemoryFns:
 
 
 def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
-  """Builds and splits the network from a `memory` config block.
+  """Builds and splits the STCN-like network from a `memory` config block.
 
   Returns:
     (fns, params).
@@ -287,13 +346,18 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
   net = MemoryNetwork(cfg.key_backbone, cfg.value_backbone, cfg.key_dim,
                       cfg.value_dim, cfg.decoder_dim, cfg.norm_groups,
                       rngs=rngs)
-  # ImageNet weights for the encoders (STCN starts from them). Both stop at
-  # stride 16, so the file's layer4 is dropped; the value encoder's mask
-  # channels have their own stem (`mask_stem`), so its RGB stem loads as is.
+  load_encoders(net, cfg)
+  graphdef, params = nnx.split(net, nnx.Param)
+  return make_fns(graphdef), params
+
+
+def load_encoders(net: MemoryNetwork, cfg) -> None:
+  """ImageNet weights for the encoders (`key_pretrained`,
+  `value_pretrained`; STCN and XMem start from them). Both stop at stride
+  16, so the file's layer4 is dropped; the value encoder's mask channels
+  have their own stem (`mask_stem`), so its RGB stem loads as is."""
   for encoder, path in ((net.key_encoder, cfg.key_pretrained),
                         (net.value_encoder, cfg.value_pretrained)):
     if path:
       pretrained.load_pretrained_backbone(encoder, path,
                                           skip_prefixes=("layer4.",))
-  graphdef, params = nnx.split(net, nnx.Param)
-  return make_fns(graphdef), params

@@ -51,10 +51,11 @@ class PropagateConfig:
     """From `config.memory`; `input_size` is `config.eval.input_size`."""
     return config_fields.from_block(
         cls, m, "config.memory",
-        # The network's (metavos.memory.network.build).
+        # The network's (metavos.methods.memory_networks.build_network).
         other_keys=("decoder_dim", "key_backbone", "key_dim",
-                    "key_pretrained", "norm_groups", "remat",
-                    "value_backbone", "value_dim", "value_pretrained"),
+                    "key_pretrained", "network", "norm_groups", "remat",
+                    "value_backbone", "value_dim", "value_pretrained",
+                    "xmem"),
         top_k=m.top_k or None,
         input_size=tuple(input_size) if input_size else None)
 
@@ -64,11 +65,12 @@ def _encode(fns, params, frame):
   return network.frame_features(fns.encode_key(params, frame[None]), 0)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
+@functools.partial(jax.jit, static_argnums=(0, 5, 6), donate_argnums=2)
 def _predict(fns, params, memory, feats, present, top_k, size):
-  """Object probabilities (K, H, W) of one frame read from memory."""
-  logits = fns.predict(params, memory, feats, size, present, top_k)
-  return jax.nn.softmax(logits, axis=0)[1:]
+  """Object probabilities (K, H, W) of one frame read from memory, and the
+  memory after the read."""
+  logits, memory = fns.predict(params, memory, feats, size, present, top_k)
+  return jax.nn.softmax(logits, axis=0)[1:], memory
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
@@ -84,7 +86,7 @@ def _memorize(fns, params, memory, frame, feats, masks, permanent):
 _resize = jax.jit(jax.image.resize, static_argnames=("shape", "method"))
 
 
-def propagate(fns: network.MemoryFns, params: network.Params,
+def propagate(fns: network.MemoryModel, params: network.Params,
               frames: np.ndarray, order: Sequence[int], given: Given,
               cfg: PropagateConfig) -> np.ndarray:
   """Propagates masks along `order` (forward, backward, any sub-range).
@@ -117,8 +119,12 @@ def propagate(fns: network.MemoryFns, params: network.Params,
   memory = None
   for i, t in enumerate(order):
     feats = _encode(fns, params, frames[t])
-    p = (np.zeros((k,) + size, np.float32) if i == 0 else np.asarray(
-        _predict(fns, params, memory, feats, present, cfg.top_k, size)))
+    if i == 0:
+      p = np.zeros((k,) + size, np.float32)
+    else:
+      p, memory = _predict(fns, params, memory, feats, present, cfg.top_k,
+                           size)
+      p = np.asarray(p)
     if t in given:
       masks, objs = given[t]
       objs = np.asarray(objs, bool)[:, None, None]
@@ -197,7 +203,7 @@ class MemorySegmenter:
   Same contract as `metavos.finetune.video.BoundSegmenter`. `rng` is
   accepted for that contract and unused: propagation is deterministic.
   """
-  fns: network.MemoryFns
+  fns: network.MemoryModel
   params: Any
   cfg: PropagateConfig = PropagateConfig()
 

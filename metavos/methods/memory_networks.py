@@ -20,20 +20,29 @@ from absl import logging
 from flax import nnx
 
 from metavos.data import clips, labels
-from metavos.memory import network, propagate
+from metavos.memory import network, propagate, xmem
 from metavos.methods import registry, setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
 PRETRAIN_DIR = "pretrain"
 
 
+# config.memory.network -> builder (memory config block, rngs) -> (fns,
+# params); fns follow network.MemoryModel, so every trainer takes any of them.
+NETWORKS = {"stcn": network.build, "xmem": xmem.build}
+
+
 def build_network(config: ml_collections.ConfigDict
-                  ) -> tuple[network.MemoryFns, network.Params]:
+                  ) -> tuple[network.MemoryModel, network.Params]:
   """The memory network of `config.memory`, split: (fns, params)."""
-  fns, params = network.build(config.memory, nnx.Rngs(config.seed))
+  m = config.memory
+  if m.network not in NETWORKS:
+    raise ValueError(f"config.memory.network={m.network!r} is not a memory "
+                     f"network; set it to one of {sorted(NETWORKS)}.")
+  fns, params = NETWORKS[m.network](m, nnx.Rngs(config.seed))
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-  logging.info("Memory network %s/%s: %d parameters",
-               config.memory.key_backbone, config.memory.value_backbone, n)
+  logging.info("Memory network %s (%s/%s): %d parameters", m.network,
+               m.key_backbone, m.value_backbone, n)
   return fns, params
 
 
