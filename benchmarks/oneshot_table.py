@@ -1,5 +1,5 @@
 """The one-shot vs supervised table of a benchmark root (one run per folder:
-supervised, t_step, one_step, two_step): J&F, its ratio to the supervised
+supervised, t_step, one_step, two_step, twoshot): J&F, its ratio to the supervised
 run, labelled fraction (from metrics.jsonl), median fps and training seconds
 per step (from <run>.out).
 
@@ -19,7 +19,7 @@ import re
 import statistics
 import sys
 
-RUNS = ("supervised", "t_step", "one_step", "two_step")
+RUNS = ("supervised", "t_step", "one_step", "two_step", "twoshot")
 
 
 def seconds_per_step(out: str) -> str:
@@ -52,7 +52,11 @@ def main(root: str) -> None:
       continue
     with open(os.path.join(w, "metrics.json")) as f:
       g = json.load(f)["global"]
-    with open(os.path.join(w, "metrics.jsonl")) as f:
+    # Two-shot logs its labelled fraction in phase 1.
+    log = next(x for x in (os.path.join(w, "metrics.jsonl"),
+                           os.path.join(w, "phase1", "metrics.jsonl"))
+               if os.path.exists(x) or x.endswith("phase1/metrics.jsonl"))
+    with open(log) as f:
       last = [json.loads(x) for x in f][-1]
     with open(os.path.join(w, "timing.json")) as f:
       fps = json.load(f)["median_fps"]

@@ -17,6 +17,15 @@ Evaluate a trained network, e.g. from 2 evenly spaced annotated frames:
     --config.mode=evaluate --config.restore=runs/stcn_davis16/checkpoints \
     --config.finetune.num_annotated=2
 
+The XMem-style network (sensory, working and long-term memory;
+metavos.memory.xmem) in place of the STCN-like one, for this and every
+memory-network config (oneshot.py, twoshot.py):
+
+  python -m metavos.main --config=configs/stcn.py:smoke,network=xmem --workdir=runs/xmem_smoke
+  python -m metavos.main --config=configs/stcn.py:davis16_cpu,network=xmem --workdir=runs/xmem_davis16
+
+(`network=xmem` sets --config.memory.network=xmem, which works as well.)
+
 The `memory`, `clip` and `labels` blocks are shared with the methods built on
 the memory network (one-shot, two-shot): their configs import them from here.
 """

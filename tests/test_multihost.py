@@ -8,18 +8,13 @@ must give the parameters that one process with 8 devices gets from the
 whole batch.
 """
 
-import os
-import pathlib
-import socket
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 
+from _multiprocess import run_alone_and_joined
 from metavos.data import synthetic
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 NUM_PROCESSES = 2
 BATCH = 8
 
@@ -72,56 +67,14 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _start(tmp_path, name, args, devices, extra_env):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             **extra_env)
-  for var in ("METAVOS_COORDINATOR", "METAVOS_NUM_PROCESSES",
-              "METAVOS_PROCESS_ID"):
-    if var not in extra_env:
-      env.pop(var, None)
-  log = open(tmp_path / f"{name}.log", "w+")
-  proc = subprocess.Popen([sys.executable, "-c", _WORKER, *args], env=env,
-                          cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-  return proc, log
-
-
 def test_two_processes_take_the_meta_step_of_one(tmp_path):
   root = str(synthetic.generate(tmp_path / "data", num_videos=3, num_frames=6,
                                 height=48, width=64, max_objects=2, seed=0))
-  port = _free_port()
-  runs = {"reference": _start(
-      tmp_path, "reference",
-      [root, str(tmp_path / "reference.npz"), str(BATCH), str(NUM_PROCESSES)],
-      devices=8, extra_env={})}
-  for p in range(NUM_PROCESSES):
-    runs[f"process_{p}"] = _start(
-        tmp_path, f"process_{p}",
-        [root, str(tmp_path / f"process_{p}.npz"), str(BATCH),
-         str(NUM_PROCESSES)], devices=8 // NUM_PROCESSES,
-        extra_env={"METAVOS_COORDINATOR": f"127.0.0.1:{port}",
-                   "METAVOS_NUM_PROCESSES": str(NUM_PROCESSES),
-                   "METAVOS_PROCESS_ID": str(p)})
-  try:
-    for proc, _ in runs.values():
-      proc.wait(timeout=400)
-  finally:
-    for proc, _ in runs.values():
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-  for name, (proc, log) in runs.items():
-    log.seek(0)
-    output = log.read()
-    log.close()
-    assert proc.returncode == 0, f"{name}:\n{output[-4000:]}"
+  outputs = run_alone_and_joined(
+      tmp_path, _WORKER,
+      lambda name: [root, tmp_path / f"{name}.npz", BATCH, NUM_PROCESSES],
+      NUM_PROCESSES)
+  for name, output in outputs.items():
     count = 1 if name == "reference" else NUM_PROCESSES
     assert f"DONE {0 if count == 1 else name[-1]} {count} 8" in output
 

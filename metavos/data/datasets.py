@@ -13,7 +13,7 @@ KINDS = ("davis", "youtube_vos", "tfds")
 
 
 def get_dataset(kind: str, root, *, year: int = 2017, split: str = "train",
-                resolution: str = "480p"):
+                resolution: str = "480p", whole_split: bool = False):
   """Opens a dataset by kind.
 
   Args:
@@ -26,6 +26,9 @@ def get_dataset(kind: str, root, *, year: int = 2017, split: str = "train",
     split: split name.
     resolution: DAVIS resolution folder (unused by "youtube_vos"; checked
       against the built dataset for "tfds").
+    whole_split: for "tfds", every sequence of the split on every process
+      (evaluation lists them all, then shares them out itself); the other
+      kinds always list the whole split.
 
   Returns:
     A `DavisDataset`, `YouTubeVOSDataset` or `tfds_builder.TfdsVideos`.
@@ -41,5 +44,7 @@ def get_dataset(kind: str, root, *, year: int = 2017, split: str = "train",
   if kind == "tfds":
     # Imported here: TFDS takes a while to import and only this kind needs it.
     from metavos.data import tfds_builder  # pylint: disable=g-import-not-at-top
-    return tfds_builder.load_split(root, split, year=year, resolution=resolution)
+    return tfds_builder.load_split(
+        root, split, *((0, 1) if whole_split else ()), year=year,
+        resolution=resolution)
   raise ValueError(f"unknown dataset kind {kind!r}; choose one of {KINDS}")

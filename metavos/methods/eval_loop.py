@@ -21,6 +21,7 @@ does not describe.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ from metavos.data.types import Video
 from metavos.finetune import suggest
 from metavos.methods import registry, setup
 from metavos.metrics import davis as davis_metrics
-from metavos.runtime import checkpoint, files, progress
+from metavos.runtime import checkpoint, distributed, files, progress
 from metavos.visualize import report as report_lib
 
 # segment(video, rng) -> ((T, H, W) uint8 object ids, stats dict)
@@ -92,49 +93,87 @@ def evaluate_split(config: ml_collections.ConfigDict, workdir: str,
                    segment: SegmentFn) -> dict:
   """Segments every video of `config.data.split` and scores the results.
 
-  Only process 0 evaluates (videos are independent and results go to one
-  directory); the other processes return an empty dict.
+  With several JAX processes the videos are shared out (process p takes
+  every P-th, `process_share`); each writes its masks and pictures into the
+  workdir (shared by all processes, as for checkpoints), their scores,
+  timings and digests are gathered, and process 0 scores the whole split
+  once: it writes metrics.json, timing.json, provenance and the report and
+  returns the metrics; the other processes return an empty dict.
   """
-  if jax.process_index() != 0:
-    return {}
+  process, count = jax.process_index(), jax.process_count()
   ds = setup.open_split(config, setup.data_root(config, workdir),
-                        config.data.split)
+                        config.data.split, whole_split=True)
   names = list(ds.sequences)
   if config.data.max_eval_videos:
     names = names[:config.data.max_eval_videos]
   provenance = _provenance(config, workdir)
-  _mark_stale(workdir)
   results_dir = os.path.join(workdir, RESULTS + ".partial")
-  shutil.rmtree(results_dir, ignore_errors=True)  # a killed evaluation's
-  evaluator = davis_metrics.DavisEvaluator()
+  if process == 0:
+    _mark_stale(workdir)
+    shutil.rmtree(results_dir, ignore_errors=True)  # a killed evaluation's
+  distributed.barrier("evaluate: results folder reset")
   pictures = _report_writer(config, workdir)
-  timing, digests = {}, {}
-  bar = progress.Progress(len(names), "evaluate")
+  mine = process_share(len(names), process, count)
+  records = {}
+  bar = progress.Progress(len(mine), "evaluate")
   key = jax.random.key(config.seed + 1)
-  for i, name in enumerate(names):
+  for done, i in enumerate(mine):
+    name = names[i]
     video = ds.load(name)
     t0 = time.perf_counter()
+    # Keyed by the video's index in the split: the same on any process count.
     pred, stats = segment(video, jax.random.fold_in(key, i))
     stats = {"frames": video.num_frames, "objects": len(video.object_ids),
              **stats, "seconds_total": time.perf_counter() - t0}
-    timing[name] = stats
+    if count > 1:
+      stats["process"] = process
     if not np.isfinite(stats.get("final_support_loss", 0.0)):
       logging.warning("%s: the fine-tuning loss is not finite: the rate "
                       "(config.finetune.lr) is too large for this loss.", name)
-    digests[name] = writers.sequence_digest(writers.write_davis_results(
-        results_dir, name, video.frame_names, pred))
+    record = {"timing": stats, "digest": writers.sequence_digest(
+        writers.write_davis_results(results_dir, name, video.frame_names,
+                                    pred))}
     result = None
     if video.annotated.all():  # Sparse ground truth cannot be scored here.
-      result = evaluator.add_video(name, video.masks, pred, video.object_ids)
+      result = davis_metrics.evaluate_video(video.masks, pred,
+                                            video.object_ids)
+      record["result"] = {str(o): {m: v.tolist() for m, v in r.items()}
+                          for o, r in result.items()}
     if pictures:
       stats["pictures_seconds"] = pictures.add_video(video, pred, result)
-    bar.update(i + 1, extra=f"{name} {stats['fps']:.2f} fps")
+      record["pictures"] = dataclasses.asdict(pictures.videos[-1])
+    records[name] = json.loads(json.dumps(record, default=float))
+    bar.update(done + 1, extra=f"{name} {stats['fps']:.2f} fps")
+  gathered = {}
+  for part in distributed.gather_json(records):
+    gathered.update(part)
+  if process != 0:
+    return {}
+  evaluator = davis_metrics.DavisEvaluator()
+  timing, digests = {}, {}
+  if pictures:
+    pictures.videos = []
+  for name in names:  # split order, whichever process segmented it
+    record = gathered[name]
+    timing[name], digests[name] = record["timing"], record["digest"]
+    if "result" in record:
+      evaluator.add_result(name, {int(o): {m: np.asarray(v, np.float64)
+                                           for m, v in r.items()}
+                                  for o, r in record["result"].items()})
+    if pictures:
+      pictures.videos.append(report_lib.VideoPictures(**record["pictures"]))
   files.atomic_write_text(os.path.join(results_dir, PROVENANCE),
                           json.dumps({**provenance, "sequences": names,
                                       "digests": digests}, indent=2))
   _swap_in(results_dir, os.path.join(workdir, RESULTS))
   _write_submission(config, workdir, ds, names)
   return _finish(config, workdir, evaluator, timing, pictures, provenance)
+
+
+def process_share(num_videos: int, process: int, count: int) -> range:
+  """Indices of the videos process `process` of `count` evaluates: every
+  count-th, so long and short videos spread over the processes."""
+  return range(process, num_videos, count)
 
 
 RESULTS = "results"

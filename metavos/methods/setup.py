@@ -36,10 +36,14 @@ def data_root(config: ml_collections.ConfigDict, workdir: str) -> str:
   return root
 
 
-def open_split(config: ml_collections.ConfigDict, root: str, split: str):
+def open_split(config: ml_collections.ConfigDict, root: str, split: str,
+               whole_split: bool = False):
+  """`split` of the configured dataset: this process's block of a TFDS
+  split unless `whole_split` (datasets.get_dataset)."""
   d = config.data
   return datasets.get_dataset(d.kind, root, year=d.year, split=split,
-                              resolution=d.resolution)
+                              resolution=d.resolution,
+                              whole_split=whole_split)
 
 
 def train_videos(config: ml_collections.ConfigDict, workdir: str):

@@ -570,6 +570,13 @@ class DavisEvaluator:
     self._results[name] = result
     return result
 
+  def add_result(self, name: str, result: VideoResult) -> None:
+    """Keeps a video scored elsewhere (`evaluate_video`'s output, e.g. on
+    another process); the same checks as `add_video`."""
+    if name in self._results:
+      raise ValueError(f"sequence {name!r} was already added to this evaluator")
+    self._results[name] = result
+
   @property
   def per_sequence(self) -> Mapping[str, VideoResult]:
     """Sequence name -> per-object per-frame measures, in the order added."""

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
 import os
 from typing import Any, Mapping, NamedTuple
 
 from absl import logging
 import jax
+import numpy as np
 
 ENV_COORDINATOR = "METAVOS_COORDINATOR"
 ENV_NUM_PROCESSES = "METAVOS_NUM_PROCESSES"
@@ -169,3 +171,27 @@ def initialize(config_or_flags: Any = None) -> ProcessInfo:
                info.local_device_count, info.device_count,
                jax.devices()[0].platform)
   return info
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier `name` (no-op alone)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def gather_json(obj: Any) -> list[Any]:
+  """Every process's JSON-serialisable `obj`, in process order, on every
+  process (`[obj]` alone). Floats round-trip exactly (JSON writes repr),
+  NaN included; dict keys become strings."""
+  if jax.process_count() == 1:
+    return [obj]
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(
+      np.array([data.size], np.int32))).reshape(-1)
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  every = np.asarray(multihost_utils.process_allgather(padded))
+  return [json.loads(bytes(every[i, :n]).decode())
+          for i, n in enumerate(sizes)]
