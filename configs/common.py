@@ -11,9 +11,11 @@ import ml_collections
 # The real DAVIS 2016 training videos that sit beside a metavos checkout
 # (the project's shared folder): only the `data=davis16` recipes read it,
 # and they fail at start-up, naming this folder, where it is absent; pass
-# --config.data.root=<your DAVIS 2016 root> elsewhere.
+# --config.data.root=<your DAVIS 2016 root> elsewhere. (realpath: the same
+# folder when this file is read through the metavos/configs link.)
 DAVIS16_240P = os.path.abspath(os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "datasets",
+    os.path.dirname(os.path.realpath(__file__)), "..", "..", "shared",
+    "datasets",
     "DAVIS2016-train-240p"))
 
 

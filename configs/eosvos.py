@@ -42,7 +42,7 @@ Accelerator-scale recipes (TPU pod / multi-GPU; see launch/):
 
 import ml_collections
 
-from configs import common, osvos
+from metavos.configs import common, osvos
 
 
 def meta_config() -> ml_collections.ConfigDict:

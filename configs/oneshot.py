@@ -38,7 +38,7 @@ All of it against supervised STCN: `bash benchmarks/oneshot_davis16.sh`.
 
 import ml_collections
 
-from configs import common, stcn
+from metavos.configs import common, stcn
 
 
 def oneshot_config() -> ml_collections.ConfigDict:

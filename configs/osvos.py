@@ -37,7 +37,7 @@ More annotated frames (1, 2, 4 evenly spaced) from the same parent:
 
 import ml_collections
 
-from configs import common
+from metavos.configs import common
 
 
 def parent_config() -> ml_collections.ConfigDict:

@@ -32,7 +32,7 @@ the memory network (one-shot, two-shot): their configs import them from here.
 
 import ml_collections
 
-from configs import common
+from metavos.configs import common
 
 
 def memory_config() -> ml_collections.ConfigDict:

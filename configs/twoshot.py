@@ -34,7 +34,7 @@ Score the pseudo-labels against the real masks of the training videos:
 
 import ml_collections
 
-from configs import common, stcn
+from metavos.configs import common, stcn
 
 
 def twoshot_config() -> ml_collections.ConfigDict:

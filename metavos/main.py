@@ -4,12 +4,13 @@ The logic lives in `metavos.train.train_and_evaluate`, importable from Colab.
 """
 
 import logging as std_logging
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from metavos import train
+from metavos import configs, train
 from metavos.runtime import distributed
 
 FLAGS = flags.FLAGS
@@ -37,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=configs.find_config_files(sys.argv))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 from typing import Sequence
 
 import jax
@@ -40,6 +41,7 @@ from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image, ImageSequence
 
+from metavos import configs
 from metavos.data import davis, io, writers
 from metavos.data.errors import DataError
 from metavos.data.types import VOID, Video
@@ -274,4 +276,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(main, argv=configs.find_config_files(sys.argv))

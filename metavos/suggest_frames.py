@@ -10,11 +10,13 @@ mean per-pixel entropy. `--output` also writes them as JSON.
 """
 
 import json
+import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from metavos import configs
 from metavos.finetune import suggest
 from metavos.methods import registry, setup
 from metavos.runtime import files
@@ -59,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=configs.find_config_files(sys.argv))

@@ -2,6 +2,7 @@
 aliases of key=value items, items compose, bad items fail naming the file."""
 
 import importlib
+import os
 
 import pytest
 
@@ -58,3 +59,41 @@ def test_parse_arg_later_items_win():
   a = common.parse_arg("x=b,r", file="f.py", aliases={"r": "x=c"},
                        x=("a", "b", "c"))
   assert a.x == "c"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_installed_configs_are_the_checkout_files(name):
+  """`from metavos import configs` (what a pip-installed metavos has; the
+  wheel itself is exercised in test_notebook.py) gives the config of
+  configs/<name>.py for every recipe and the network/model axes."""
+  from metavos import configs as installed  # pylint: disable=import-outside-toplevel
+  module = importlib.import_module(f"configs.{name}")
+  recipes = getattr(module, "RECIPES", None) or module.stcn.RECIPES
+  args = [None, "smoke", *recipes]
+  if name in ("stcn", "oneshot", "twoshot"):
+    args.append("smoke,network=xmem")
+  if name == "eosvos":
+    args.append("smoke,model=maskrcnn")
+  for arg in args:
+    assert installed.get_config(name, arg).to_dict() == module.get_config(
+        arg).to_dict(), (name, arg)
+  assert tuple(sorted(installed.METHODS)) == tuple(sorted(FILES))
+  with pytest.raises(ValueError, match="configs exist for"):
+    installed.get_config("osvoss")
+
+
+def test_config_flag_finds_the_installed_files(tmp_path, monkeypatch):
+  from metavos import configs as installed  # pylint: disable=import-outside-toplevel
+  argv = ["prog", "--config=configs/stcn.py:smoke,network=xmem", "--config",
+          "configs/osvos.py", "--workdir=configs/x.py", "--config=my/own.py"]
+  # From a checkout's root nothing changes.
+  monkeypatch.chdir(common.__file__.rsplit("/configs/", 1)[0])
+  assert installed.find_config_files(argv) == argv
+  # Anywhere else the packaged files answer (those of this checkout here).
+  monkeypatch.chdir(tmp_path)
+  got = installed.find_config_files(argv)
+  assert got[1].endswith("/configs/stcn.py:smoke,network=xmem")
+  assert got[3].endswith("/configs/osvos.py")
+  assert os.path.isfile(got[1][len("--config="):].split(":")[0])
+  assert os.path.isfile(got[3])
+  assert got[4:] == argv[4:] and got[0] == argv[0] and got[2] == "--config"

@@ -1,8 +1,13 @@
-"""launch/colab.ipynb runs top to bottom, headless, without Jupyter.
+"""launch/colab.ipynb runs top to bottom, headless, without Jupyter, on
+metavos installed the notebook's way.
 
-The code cells are joined into one script (shell `!` and `%` magic lines
-dropped: the install step is what this checkout already is) and run in a
-subprocess from an empty folder. Without IPython installed, a stand-in for
+The install cell's `pip install "$METAVOS_SOURCE"` runs with a wheel built
+from this checkout as the source, into a scratch folder (`--target`, no
+dependencies: they are this environment's). The code cells are joined into
+one script and run in a subprocess from an empty folder whose Python sees
+that folder and this environment's packages but not the checkout (`-S`, so
+the editable install's import hook is off): the run proves the installed
+wheel carries the configs. Without IPython installed, a stand-in for
 `IPython.display` records what the notebook shows, so the test can check that
 every picture it displays exists and decodes.
 """
@@ -13,6 +18,8 @@ import os
 import pathlib
 import subprocess
 import sys
+import sysconfig
+import textwrap
 
 from PIL import Image
 
@@ -61,13 +68,30 @@ def notebook_script(path: pathlib.Path) -> str:
   return "\n\n".join(parts)
 
 
+# The notebook's one shell line: a plain (non-editable) install.
+INSTALL = '!pip install -q "$METAVOS_SOURCE"'
+
+
 def test_notebook_shell_lines_are_the_install_only():
   notebook = json.loads(NOTEBOOK.read_text())
   magic = [l.strip() for c in notebook["cells"] if c["cell_type"] == "code"
            for l in "".join(c["source"]).splitlines()
            if l.lstrip().startswith(("!", "%"))]
-  assert magic and all("git clone" in l or "pip install" in l
-                       or l.startswith("%cd") for l in magic), magic
+  assert magic == [INSTALL]
+  assert "<" not in notebook_script(NOTEBOOK)  # no placeholder left
+
+
+def _install_like_the_notebook(tmp_path) -> pathlib.Path:
+  """The install cell, with a wheel of this checkout as METAVOS_SOURCE,
+  into a scratch folder; returns the folder."""
+  wheels, target = tmp_path / "wheel", tmp_path / "site"
+  subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                  "-w", str(wheels), str(REPO)], check=True, timeout=300)
+  (wheel,) = wheels.glob("metavos-*.whl")
+  command = INSTALL[1:].replace('"$METAVOS_SOURCE"', str(wheel)).split()
+  subprocess.run([sys.executable, "-m", *command, "--no-deps", "--no-index",
+                  "--target", str(target)], check=True, timeout=300)
+  return target
 
 
 def test_notebook_runs_headless(tmp_path):
@@ -77,13 +101,35 @@ def test_notebook_runs_headless(tmp_path):
     (tmp_path / "_display_stub.py").write_text(_DISPLAY_STUB)
     script = script.replace("from IPython.display import",
                             "from _display_stub import")
+  # Where metavos and every config came from, for the checks below.
+  script += textwrap.dedent("""
+
+      import metavos
+      print("METAVOS_FROM", metavos.__file__)
+      print("CONFIGS", json.dumps({f"{m}:{a}": configs.get_config(m, a).to_dict()
+                                   for m in configs.METHODS
+                                   for a in ("", "smoke")}))
+      """)
+  site = _install_like_the_notebook(tmp_path)
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              JAX_DISABLE_MOST_OPTIMIZATIONS="1", DISPLAY_LOG=str(log),
              PYTHONPATH=os.pathsep.join(
-                 [str(REPO), os.environ.get("PYTHONPATH", "")]))
-  proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                        capture_output=True, text=True, timeout=400)
+                 [str(site), str(tmp_path), sysconfig.get_path("purelib"),
+                  sysconfig.get_path("platlib")]))
+  proc = subprocess.run([sys.executable, "-S", "-c", script], cwd=run_dir,
+                        env=env, capture_output=True, text=True, timeout=400)
   assert proc.returncode == 0, proc.stderr[-4000:]
+  lines = dict(l.split(" ", 1) for l in proc.stdout.splitlines()
+               if l.startswith(("METAVOS_FROM", "CONFIGS")))
+  assert lines["METAVOS_FROM"].startswith(str(site)), lines["METAVOS_FROM"]
+  # The installed configs are the checkout's configs/ files.
+  from configs import METHODS  # pylint: disable=import-outside-toplevel
+  want = {f"{m}:{a}": importlib.import_module(f"configs.{m}").get_config(
+      a).to_dict() for m in METHODS for a in ("", "smoke")}
+  assert json.loads(lines["CONFIGS"]) == json.loads(json.dumps(want))
+  tmp_path = run_dir
   workdir = tmp_path / "runs" / "colab_smoke"
   metrics = json.loads((workdir / "metrics.json").read_text())
   assert 0 <= metrics["global"]["J&F-Mean"] <= 1
