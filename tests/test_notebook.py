@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -84,9 +85,15 @@ def test_notebook_shell_lines_are_the_install_only():
 def _install_like_the_notebook(tmp_path) -> pathlib.Path:
   """The install cell, with a wheel of this checkout as METAVOS_SOURCE,
   into a scratch folder; returns the folder."""
-  wheels, target = tmp_path / "wheel", tmp_path / "site"
+  wheels, target, source = (tmp_path / "wheel", tmp_path / "site",
+                            tmp_path / "source")
+  # A copy without build products: setuptools builds in the source tree and
+  # would package stale files left in its build/ folder.
+  shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+      ".git", ".venv", ".ci-venv", "runs", "build", "*.egg-info",
+      ".pytest_cache", "__pycache__"))
   subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                  "-w", str(wheels), str(REPO)], check=True, timeout=300)
+                  "-w", str(wheels), str(source)], check=True, timeout=300)
   (wheel,) = wheels.glob("metavos-*.whl")
   command = INSTALL[1:].replace('"$METAVOS_SOURCE"', str(wheel)).split()
   subprocess.run([sys.executable, "-m", *command, "--no-deps", "--no-index",

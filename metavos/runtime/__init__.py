@@ -3,7 +3,6 @@
 - `checkpoint`: Orbax checkpoints and the resume order (`restore_or_init`).
 - `metric_writer`: config.json, metrics.jsonl, TensorBoard and the NaN guard.
 - `progress`: the rate/ETA line for any long loop.
-- `tensorboard`: scalar event files without TensorFlow.
 - `sharding`: the mesh and every sharding metavos uses.
 - `distributed`: multi-process start-up for TPU, GPU and CPU.
 - `files`: atomic file writes.

@@ -4,7 +4,9 @@ Layout of a workdir:
 
   config.json            the run's config, written once per run
   metrics.jsonl          one `{"step": ..., "<name>": ...}` object per line
-  tensorboard/events.*   the same scalars for TensorBoard
+  tensorboard/events.*   the same scalars for TensorBoard (tensorboardX, no
+                         TensorFlow; it writes characters TensorBoard tags
+                         do not allow as "_": eval/J&F shows as eval/J_F)
 
 Read the metrics back with
 `[json.loads(line) for line in open(workdir / "metrics.jsonl")]`.
@@ -16,14 +18,15 @@ import json
 import math
 import os
 import pathlib
+import time
 from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
+import tensorboardX
 
 from metavos.runtime import files
 from metavos.runtime import progress as progress_lib
-from metavos.runtime import tensorboard as tensorboard_lib
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -117,7 +120,7 @@ class MetricWriter:
     self._started = False
     self._last_step = start_step
     self._metrics_file = None
-    self._events: tensorboard_lib.EventFileWriter | None = None
+    self._events: tensorboardX.SummaryWriter | None = None
 
   def write_config(self, config: Any) -> None:
     """Writes `config` (a ConfigDict or a dict) to config.json, atomically."""
@@ -155,7 +158,9 @@ class MetricWriter:
     self._metrics_file.write(json.dumps({"step": step, **values}) + "\n")
     self._metrics_file.flush()
     if self._events is not None:
-      self._events.add_scalars(step, values)
+      for name, value in values.items():
+        self._events.add_scalar(name, value, step)
+      self._events.flush()
     extra = " ".join(f"{name}={value:.4g}" for name, value in values.items())
     self._progress.update(step, items=items or 0, extra=extra, force=True)
 
@@ -187,9 +192,13 @@ class MetricWriter:
     # An append-only log: each line is written whole and flushed.
     self._metrics_file = open(self.metrics_path, "a", encoding="utf-8")
     if self._use_tensorboard:
-      self._events = tensorboard_lib.EventFileWriter(
-          self.workdir / TENSORBOARD_DIR)
-      self._events.add_session_start(first_new)
+      # purge_step: TensorBoard hides the events of steps >= first_new that
+      # an interrupted earlier run wrote (a SessionLog START at that step).
+      # The suffix keeps two runs started in the same second (file names
+      # hold whole seconds) from writing one file.
+      self._events = tensorboardX.SummaryWriter(
+          str(self.workdir / TENSORBOARD_DIR), purge_step=first_new,
+          filename_suffix=f".{time.time_ns()}")
 
   def flush(self) -> None:
     if self._metrics_file is not None:
