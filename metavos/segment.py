@@ -21,9 +21,8 @@ resolution. Other video formats (mp4, mov, ...): extract the frames first,
 
 From Python (Colab):
 
-  from configs import eosvos
-  from metavos import segment
-  pred = segment.segment_video(eosvos.get_config("smoke"), "runs/s",
+  from metavos import configs, segment
+  pred = segment.segment_video(configs.get_config("eosvos", "smoke"), "runs/s",
                                "my_frames/", "first.png", "my_result/")
 """
 

@@ -1,8 +1,7 @@
 """`train_and_evaluate(config, workdir)`: the library entry point (Colab too).
 
-    from configs import eosvos
-    from metavos import train
-    train.train_and_evaluate(eosvos.get_config("smoke"), "/tmp/run")
+    from metavos import configs, train
+    train.train_and_evaluate(configs.get_config("eosvos", "smoke"), "/tmp/run")
 """
 
 from __future__ import annotations

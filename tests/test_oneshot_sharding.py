@@ -54,15 +54,21 @@ SCRIPT = textwrap.dedent("""
 
     (l8, g8), (l1, g1) = grads_on(8), grads_on(1)
     print("LOSS", float(l8), float(l1))
-    assert abs(float(l8) - float(l1)) < 1e-5
     scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g1))
     assert scale > 1e-2, scale  # the gradient is live
     worst = max(float(np.abs(a - b).max())
                 for a, b in zip(jax.tree.leaves(g8), jax.tree.leaves(g1)))
-    print("WORST", worst, "SCALE", scale)
-    # float32 sums in another order: 1e-5 relative to the largest gradient
-    # (measured 6.6e-6 absolute at scale 5.0).
-    assert worst < 1e-5 * max(scale, 1.0), (worst, scale)
+    print("WORST", worst / scale, "LOSS_REL", abs(float(l8) - float(l1)) /
+          abs(float(l1)), "SCALE", scale)
+    # Tolerances relative to the quantity's scale, from float32
+    # reassociation: the loss and every gradient sum ~25k terms (8 clips x 3
+    # frames x 32x32 pixels), ~sqrt(25k) eps = 1.9e-5 per reduction when the
+    # 8 devices' partial sums are added in another order, compounded over
+    # the chain's few dependent reductions: 1e-4. A sharding bug (a device's
+    # clips dropped or counted twice, a sum for a mean) is off by 1/8 or
+    # more. Measured on an AMD EPYC: 1.3e-6 (gradients, margin 75x).
+    assert abs(float(l8) - float(l1)) < 1e-4 * abs(float(l1))
+    assert worst < 1e-4 * scale, (worst, scale)
 """)
 
 
