@@ -80,7 +80,10 @@ def test_backward_frames_per_variant():
     fb.check_variant("three_step", 3)
 
 
-@pytest.mark.parametrize("variant", fb.VARIANTS)
+# 1-step (the default) trains end to end in test_oneshot_end_to_end and
+# test_memory_methods_xmem; its forward leg, which carries the labelled
+# masks' gradient, is the one these two share.
+@pytest.mark.parametrize("variant", ["t_step", "two_step"])
 def test_each_variant_trains_through_the_forward_steps(setup, variant):
   loss, (g_params, g_masks) = _grads(setup, variant)
   assert np.isfinite(float(loss)) and float(loss) > 0
