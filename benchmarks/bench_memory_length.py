@@ -13,9 +13,9 @@ neither speed nor memory depends on them) at its evaluation size:
                   the frames the ring evicts, and a sensory memory
 
 Each (network, length) runs in a fresh process that streams synthetic
-frames (a square moving over noise) through propagation's own jitted steps
-(`metavos.memory.propagate`: encode, read and decode, memorize every
-`mem_every` frames) and keeps no outputs, so the process's peak resident
+frames (a square moving over noise, decoded on demand) through propagation itself
+(`metavos.memory.propagate.propagate_steps`: encode, read and decode,
+memorize every `mem_every` frames) and keeps no outputs, so the process's peak resident
 memory is the runtime, the compiled programs and the memory itself. Printed
 per row: the peak RSS, the memory pytree's exact bytes, and the median
 seconds per frame after the first 10 (compilation excluded).
@@ -27,6 +27,8 @@ seconds per frame after the first 10 (compilation excluded).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import math
 import resource
@@ -42,18 +44,32 @@ from benchmarks import common
 VARIANTS = ("stcn_unbounded", "stcn", "xmem")
 
 
+@functools.cache
+def _noise(size: tuple[int, int]) -> np.ndarray:
+  return np.random.default_rng(0).random(tuple(size) + (3,), np.float32) * 0.5
+
+
 def _frame(t: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
   """Frame t (H, W, 3) in [0, 1] and its mask (1, H, W): a square moving
   over fixed noise."""
   h, w = size
-  rng = np.random.default_rng(0)
-  frame = rng.random((h, w, 3), np.float32) * 0.5
+  frame = _noise(size).copy()
   mask = np.zeros((1, h, w), np.float32)
   s = h // 4
   y, x = (t * 3) % (h - s), (t * 5) % (w - s)
   frame[y:y + s, x:x + s] += 0.5
   mask[0, y:y + s, x:x + s] = 1.0
   return frame, mask
+
+
+class _Frames:
+  """A synthetic video decoded on demand: `frames[t]`, `frames.shape`."""
+
+  def __init__(self, length: int, size: tuple[int, int]):
+    self.shape = (length,) + tuple(size) + (3,)
+
+  def __getitem__(self, t: int) -> np.ndarray:
+    return _frame(t, self.shape[1:3])[0]
 
 
 def run_one(variant: str, length: int, size: tuple[int, int]) -> dict:
@@ -65,34 +81,32 @@ def run_one(variant: str, length: int, size: tuple[int, int]) -> dict:
   config = stcn_config.get_config(f"davis16_cpu,network={network}")
   m = config.memory
   fns, params = memory_networks.build_network(config)
-  capacity = (1 + (length - 1) // m.mem_every + 1
-              if variant == "stcn_unbounded" else m.max_memory)
-  top_k = m.top_k or None
-  present = np.ones((1,), bool)
-  # pylint: disable=protected-access
-  frame, mask = _frame(0, size)
-  feats = propagate._encode(fns, params, frame)
-  memory = propagate._new_memory(fns, params, frame, feats, mask, capacity, 1)
-  times = []
-  for t in range(1, length):
-    frame, _ = _frame(t, size)
-    t0 = time.perf_counter()
-    feats = propagate._encode(fns, params, frame)
-    probs, memory = propagate._predict(fns, params, memory, feats, present,
-                                       top_k, size)
-    if t % m.mem_every == 0:
-      memory = propagate._memorize(fns, params, memory, frame, feats, probs,
-                                   False)
-    jax.block_until_ready((probs, memory))
+  cfg = propagate.PropagateConfig.from_config(m)
+  if variant == "stcn_unbounded":  # room for every memory frame
+    cfg = dataclasses.replace(cfg, max_memory=2 + (length - 1) // m.mem_every)
+  given = {0: (_frame(0, size)[1], np.ones((1,), bool))}
+  steps = propagate.propagate_steps(fns, params, _Frames(length, size),
+                                    range(length), given, cfg)
+  times, t0 = [], time.perf_counter()
+  for _ in steps:  # each step's probabilities are fetched (np.asarray)
     times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+  # The memory itself, from its shapes: the one that propagation builds.
+  frame = jax.ShapeDtypeStruct((1,) + tuple(size) + (3,), np.float32)
+  feats = jax.eval_shape(lambda f: jax.tree.map(
+      lambda x: x[0], fns.encode_key(params, f)), frame)
+  memory = jax.eval_shape(
+      lambda f, k: fns.new_memory(params, f[0], k,
+                                  np.zeros((1,) + tuple(size), np.float32),
+                                  cfg.max_memory), frame, feats)
   state = sum(math.prod(x.shape) * x.dtype.itemsize
               for x in jax.tree.leaves(memory))
   return {"network": variant, "frames": length,
-          "memory_frames": capacity,
+          "memory_frames": cfg.max_memory,
           "state_mb": round(state / 2**20, 2),
           "peak_rss_mb": round(resource.getrusage(
               resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-          "s_per_frame": round(float(np.median(times[10:] or times)), 4)}
+          "s_per_frame": round(float(np.median(times[11:] or times)), 4)}
 
 
 def main():

@@ -101,7 +101,6 @@ def add(memory: Memory, key: jax.Array, value: jax.Array,
     non-permanent add leaves the bank unchanged.
   """
   slot, write = next_slot(memory, permanent)
-  ring = memory.capacity - memory.num_permanent
   keep = lambda new, old: jnp.where(write, new, old)
   return memory.replace(
       keys=keep(memory.keys.at[slot].set(key.astype(memory.keys.dtype)),
@@ -109,8 +108,9 @@ def add(memory: Memory, key: jax.Array, value: jax.Array,
       values=keep(memory.values.at[:, slot].set(
           value.astype(memory.values.dtype)), memory.values),
       valid=keep(memory.valid.at[slot].set(True), memory.valid),
+      # The ring advances when it took the frame.
       ring_count=memory.ring_count + jnp.where(
-          jnp.asarray(permanent) | (ring == 0), 0, 1).astype(jnp.int32))
+          jnp.asarray(permanent) | ~write, 0, 1).astype(jnp.int32))
 
 
 def affinity(memory_keys: jax.Array, query_keys: jax.Array) -> jax.Array:

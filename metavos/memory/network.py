@@ -217,7 +217,8 @@ class MemoryNetwork(nnx.Module):
   def __init__(self, key_backbone: str = "small",
                value_backbone: str = "tiny", key_dim: int = 64,
                value_dim: int = 128, decoder_dim: int = 64,
-               norm_groups: int = 8, *, rngs: nnx.Rngs):
+               norm_groups: int = 8, extra_readout: int = 0, *,
+               rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -228,6 +229,8 @@ class MemoryNetwork(nnx.Module):
       value_dim: channels of values.
       decoder_dim: channels of the decoder.
       norm_groups: GroupNorm groups (clamped to divide each width).
+      extra_readout: channels the decoder reads beside the memory readout
+        (XMem's sensory memory; 0 for STCN).
       rngs: initialisation randomness.
     """
     g = norm_groups
@@ -241,7 +244,8 @@ class MemoryNetwork(nnx.Module):
     self.fuse2 = ResBlock(value_dim, value_dim, g, rngs=rngs)
     # The query's own stride-16 feature, decoded beside the memory readout.
     self.query_proj = resnet.conv(kc[2], value_dim, 3, 1, rngs, use_bias=True)
-    self.compress = ResBlock(2 * value_dim, decoder_dim, g, rngs=rngs)
+    self.compress = ResBlock(2 * value_dim + extra_readout, decoder_dim, g,
+                             rngs=rngs)
     self.skip8 = resnet.conv(kc[1], decoder_dim, 3, 1, rngs, use_bias=True)
     self.up8 = ResBlock(decoder_dim, decoder_dim, g, rngs=rngs)
     self.skip4 = resnet.conv(kc[0], decoder_dim, 3, 1, rngs, use_bias=True)

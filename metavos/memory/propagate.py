@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -105,6 +105,21 @@ def propagate(fns: network.MemoryModel, params: network.Params,
     (K, T, H, W) float32 object probabilities; 0 at frames not visited and
     for objects before they are given.
   """
+  k = next(iter(given.values()))[0].shape[0] if given else 0
+  probs = np.zeros((k, frames.shape[0]) + tuple(frames.shape[1:3]),
+                   np.float32)
+  for t, p in propagate_steps(fns, params, frames, order, given, cfg):
+    probs[:, t] = p
+  return probs
+
+
+def propagate_steps(fns: network.MemoryModel, params: network.Params,
+                    frames, order: Sequence[int], given: Given,
+                    cfg: PropagateConfig) -> Iterator[tuple[int, np.ndarray]]:
+  """`propagate` one frame at a time: yields (t, (K, H, W) probabilities)
+  along `order`, keeping nothing but the memory. `frames` is anything with
+  `frames[t]` -> (H, W, 3) and `frames.shape` (T, H, W, 3), e.g. frames
+  decoded on demand."""
   order = list(order)
   if not order or order[0] not in given:
     raise ValueError("propagate: order[0] must be a frame with given masks.")
@@ -114,11 +129,11 @@ def propagate(fns: network.MemoryModel, params: network.Params,
   # alone would fill it (leaving no slot for recent frames).
   capacity = max(cfg.max_memory, num_permanent + 1)
   size = tuple(frames.shape[1:3])
-  probs = np.zeros((k, frames.shape[0]) + size, np.float32)
   present = np.zeros((k,), bool)
   memory = None
   for i, t in enumerate(order):
-    feats = _encode(fns, params, frames[t])
+    frame = frames[t]
+    feats = _encode(fns, params, frame)
     if i == 0:
       p = np.zeros((k,) + size, np.float32)
     else:
@@ -132,14 +147,12 @@ def propagate(fns: network.MemoryModel, params: network.Params,
       # New objects take their given masks; the others give way there.
       p = np.where(objs, masks, p * (1.0 - taken)).astype(np.float32)
       present |= objs[:, 0, 0]
-    probs[:, t] = p
     if memory is None:
-      memory = _new_memory(fns, params, frames[t], feats, p, capacity,
+      memory = _new_memory(fns, params, frame, feats, p, capacity,
                            num_permanent)
     elif t in given or i % cfg.mem_every == 0:
-      memory = _memorize(fns, params, memory, frames[t], feats, p,
-                         t in given)
-  return probs
+      memory = _memorize(fns, params, memory, frame, feats, p, t in given)
+    yield t, p
 
 
 def nearest_annotated(num_frames: int,

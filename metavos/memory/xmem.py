@@ -234,14 +234,13 @@ class XMemNetwork(network.MemoryNetwork):
                rngs: nnx.Rngs):
     """As `network.MemoryNetwork`; `sensory_dim` is the channels of the
     per-object hidden state."""
+    # The decoder reads the hidden state beside the memory readout.
     super().__init__(key_backbone, value_backbone, key_dim, value_dim,
-                     decoder_dim, norm_groups, rngs=rngs)
+                     decoder_dim, norm_groups, extra_readout=sensory_dim,
+                     rngs=rngs)
     c16 = self.key_proj.in_features
     self.shrink_proj = resnet.conv(c16, 1, 3, 1, rngs, use_bias=True)
     self.select_proj = resnet.conv(c16, key_dim, 3, 1, rngs, use_bias=True)
-    # The decoder reads the hidden state beside the memory readout.
-    self.compress = network.ResBlock(2 * value_dim + sensory_dim,
-                                     decoder_dim, norm_groups, rngs=rngs)
     self.sensory_from_decoder = ConvGRU(decoder_dim + 1, sensory_dim,
                                         rngs=rngs)
     self.sensory_from_value = ConvGRU(value_dim, sensory_dim, rngs=rngs)
@@ -306,7 +305,7 @@ class XMemFns:
     k, dt = masks.shape[0], feats.key.dtype
     value, hidden = self._value(
         net, frame, feats, masks, jnp.zeros((k, h, w, net.sensory_dim), dt))
-    _, size = self._budget(feats.key)
+    num_prototypes, size = self._budget(feats.key)
     zeros = lambda *s: jnp.zeros(s, dt)
     memory = XMemMemory(
         working=bank.empty(capacity, feats.key.shape, value.shape,
@@ -320,7 +319,7 @@ class XMemFns:
             life=zeros(size)),
         hidden=hidden)
     return write(memory, feats.key, feats.shrinkage, value, True,
-                 self._budget(feats.key)[0])
+                 num_prototypes)
 
   def memorize(self, params: Params, memory: XMemMemory, frame: jax.Array,
                feats: network.KeyFeatures, masks: jax.Array,

@@ -50,15 +50,8 @@ def restore(config: ml_collections.ConfigDict, checkpoint_dir: str,
             build=build_network):
   """`(params, fns)` as a trainer returns them: the network of
   `build(config)` with its params restored from `checkpoint_dir`."""
-  fns, init = build(config)
-  saved = checkpoint.read_metadata(checkpoint_dir).get("input_norm")
-  if saved and saved != config.memory.input_norm:
-    raise ValueError(
-        f"{checkpoint_dir}: encoders trained on {saved!r}-normalised images "
-        f"(key,value), but this config feeds them "
-        f"{config.memory.input_norm!r} ones. Fix: use the training run's "
-        "memory.key_pretrained / value_pretrained, or pass "
-        f"--config.memory.input_norm={saved}.")
+  fns, init = build(config)  # resolves config.memory.input_norm
+  setup.check_input_norm(config, checkpoint_dir)
   return checkpoint.restore_subtree(checkpoint_dir, "params", init), fns
 
 

@@ -114,8 +114,9 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
 def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
   """Refuses parameters trained with another input normalisation.
 
-  Checkpoints record `config.model.input_norm` (`train_loop.run`); one saved
-  before that field existed is taken as it is.
+  Checkpoints record `config.model.input_norm`, or a memory network's
+  `config.memory.input_norm` (`train_loop.run`); one saved before that
+  field existed is taken as it is.
 
   Returns:
     `path`, checked.
@@ -123,17 +124,30 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
   Raises:
     ValueError: naming both normalisations, the checkpoint and the fix.
   """
-  if "model" not in config:  # memory networks: torchvision ResNets only
-    return path
+  if "model" in config:
+    want = config.model.input_norm or models.input_norm(config.model)
+    field, settings = "model.input_norm", (
+        f"model.backbone={config.model.backbone!r}, model.pretrained="
+        f"{config.model.pretrained!r}")
+  else:
+    # Memory networks: "<key encoder's>,<value encoder's>", resolved when
+    # the network is built (metavos.memory.network.load_encoders);
+    # memory_networks.restore checks again after building.
+    want = config.memory.input_norm
+    if not want:
+      return path
+    m = config.memory
+    field, settings = "memory.input_norm", (
+        f"memory.key_backbone={m.key_backbone!r}, memory.key_pretrained="
+        f"{m.key_pretrained!r}, memory.value_backbone={m.value_backbone!r}, "
+        f"memory.value_pretrained={m.value_pretrained!r}")
   saved = checkpoint.read_metadata(path).get("input_norm")
-  want = config.model.input_norm or models.input_norm(config.model)
   if saved and saved != want:
     raise ValueError(
         f"{path}: parameters trained on {saved!r}-normalised images, but this "
-        f"config builds a model that feeds them {want!r} ones "
-        f"(model.backbone={config.model.backbone!r}, model.pretrained="
-        f"{config.model.pretrained!r}). Fix: use the training run's model "
-        f"settings, or pass --config.model.input_norm={saved}.")
+        f"config builds a model that feeds them {want!r} ones ({settings}). "
+        "Fix: use the training run's model settings, or pass "
+        f"--config.{field}={saved}.")
   return path
 
 

@@ -562,20 +562,22 @@ class DavisEvaluator:
     Raises:
       ValueError: `name` was already added, or see `evaluate_video`.
     """
-    if name in self._results:
-      raise ValueError(f"sequence {name!r} was already added to this evaluator")
+    self._check_new(name)
     result = evaluate_video(
         gt_masks, pred_masks, object_ids, self._void_value,
         bound_th=self._bound_th, exclude_void=self._exclude_void)
-    self._results[name] = result
+    self.add_result(name, result)
     return result
 
   def add_result(self, name: str, result: VideoResult) -> None:
     """Keeps a video scored elsewhere (`evaluate_video`'s output, e.g. on
     another process); the same checks as `add_video`."""
+    self._check_new(name)
+    self._results[name] = result
+
+  def _check_new(self, name: str) -> None:
     if name in self._results:
       raise ValueError(f"sequence {name!r} was already added to this evaluator")
-    self._results[name] = result
 
   @property
   def per_sequence(self) -> Mapping[str, VideoResult]:
