@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from metavos import models
+from metavos.models import fpn
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -154,11 +155,26 @@ def test_output_of_one_image_does_not_depend_on_the_batch():
   np.testing.assert_allclose(with_other[:1], alone, rtol=1e-4, atol=1e-5)
 
 
-def test_osvos_fusion_starts_as_mean_of_side_outputs():
+def test_osvos_head_starts_at_zero_and_fuses_prepared_side_features():
   model = models.build_model(_config("osvos"), nnx.Rngs(0))
-  fused, sides = _forward(model, _images(1, 21, 19), aux=True)
-  np.testing.assert_allclose(fused, jnp.mean(jnp.stack(sides), axis=0),
-                             rtol=1e-5, atol=1e-6)
+  # Whatever the feature scale (a VGG16 on Caffe inputs gives features in
+  # the hundreds), every logit starts at exactly 0.
+  images = 200.0 * _images(1, 21, 19)
+  fused, sides = _forward(model, images, aux=True)
+  assert float(jnp.abs(fused).max()) == 0.0
+  assert all(float(jnp.abs(s).max()) == 0.0 for s in sides)
+  # The fusion reads the 16-channel prepared features of all four sides
+  # (OSVOS' fusion), not their one-channel logits: selecting one channel of
+  # the third side returns that channel, upsampled.
+  assert model.fuse.kernel.value.shape == (1, 1, 4 * 16, 1)
+  third = jax.nn.relu(model.sides[2].prep(model.backbone(images)[2]))
+  k = int(jnp.argmax(third.max(axis=(0, 1, 2))))
+  assert float(third[..., k].max()) > 0.0
+  model.fuse.kernel.value = model.fuse.kernel.value.at[0, 0, 2 * 16 + k,
+                                                       0].set(1.0)
+  fused = _forward(model, images)
+  expected = fpn.resize_to(third[..., k:k + 1], 21, 19)
+  np.testing.assert_allclose(fused, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("field, value", [("name", "unet"),

@@ -1,9 +1,10 @@
 """OSVOS-style head: one side output per backbone stage, fused by a 1x1 conv.
 
 Follows Caelles et al. (2017): each stage's features pass a small 3x3
-"preparation" convolution, a 1x1 convolution to one logit, and are upsampled to
-the input size; a 1x1 convolution over the stacked side logits fuses them.
-The side logits are returned for deep supervision.
+"preparation" convolution (16 channels); these prepared features are
+upsampled to the input size, concatenated and fused by a 1x1 convolution into
+the output logit. Each side also has a 1x1 convolution to its own logit,
+returned for deep supervision.
 """
 
 from __future__ import annotations
@@ -18,22 +19,39 @@ from metavos.runtime import platform
 
 
 class SideOutput(nnx.Module):
-  """Optional 3x3 conv + ReLU, then a 1x1 conv to one logit channel."""
+  """A 3x3 "preparation" conv + ReLU, then a 1x1 conv to one logit channel.
+
+  The logit conv starts at zero, so every side (and the fusion) starts at
+  logit 0 whatever the backbone's feature scale. A pretrained VGG16's raw
+  features are in the tens to hundreds (Caffe inputs, no normalisation
+  layers): with a variance-preserving init the side logits started with a
+  standard deviation of 50-330, saturating the loss, so the parent spent its
+  first steps undoing the initialisation (OSVOS starts its new layers near
+  zero for the same reason: normal with std 0.001).
+  """
 
   def __init__(self, in_ch: int, side_dim: int, *, rngs: nnx.Rngs):
-    """Args: in_ch: feature channels; side_dim: prep width (0: no prep conv)."""
-    self.prep = (resnet.conv(in_ch, side_dim, 3, 1, rngs, use_bias=True)
-                 if side_dim else None)
-    self.logit = resnet.conv(side_dim or in_ch, 1, 1, 1, rngs, use_bias=True)
+    """Args: in_ch: feature channels; side_dim: prep width."""
+    self.prep = resnet.conv(in_ch, side_dim, 3, 1, rngs, use_bias=True)
+    self.logit = _zero_conv(side_dim, rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    if self.prep is not None:
-      x = jax.nn.relu(self.prep(x))
-    return self.logit(x)
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns `(prepared features, logit)` at the input's resolution."""
+    prepared = jax.nn.relu(self.prep(x))
+    return prepared, self.logit(prepared)
+
+
+def _zero_conv(in_ch: int, rngs: nnx.Rngs) -> nnx.Conv:
+  """A 1x1 conv to one channel that starts at zero (see `SideOutput`)."""
+  return nnx.Conv(in_ch, 1, (1, 1), use_bias=True,
+                  kernel_init=nnx.initializers.zeros, rngs=rngs,
+                  conv_general_dilated=platform.conv_general_dilated())
 
 
 class OSVOSSegmenter(nnx.Module):
-  """Backbone + side outputs at C2..C5 + a learned 1x1 fusion."""
+  """Backbone + side outputs at C2..C5 + a learned 1x1 fusion of the sides'
+  prepared features (OSVOS' fusion: the 16-channel features of every side,
+  upsampled and concatenated, not their one-channel logits)."""
 
   def __init__(self, backbone: resnet.ResNet, side_dim: int = 16, *,
                rngs: nnx.Rngs):
@@ -41,20 +59,16 @@ class OSVOSSegmenter(nnx.Module):
 
     Args:
       backbone: feature extractor returning C2..C5 (owned by this module).
-      side_dim: width of each side's 3x3 prep conv (OSVOS uses 16); 0 reads
-        the backbone features directly with the 1x1 logit conv.
+      side_dim: width of each side's 3x3 prep conv (OSVOS uses 16).
       rngs: initialisation randomness.
     """
+    if side_dim < 1:
+      raise ValueError(f"config.model.fpn_dim (the OSVOS side width) must be "
+                       f">= 1, got {side_dim}.")
     self.backbone = backbone
     self.sides = nnx.List([SideOutput(c, side_dim, rngs=rngs)
                            for c in backbone.out_channels])
-    n = len(backbone.out_channels)
-    # Start the fusion as the mean of the side outputs: the fused logits are
-    # then sensible from step one, and every side gets an equal gradient.
-    self.fuse = nnx.Conv(n, 1, (1, 1), use_bias=True,
-                         kernel_init=nnx.initializers.constant(1.0 / n),
-                         rngs=rngs,
-                         conv_general_dilated=platform.conv_general_dilated())
+    self.fuse = _zero_conv(side_dim * len(backbone.out_channels), rngs)
 
   def forward_with_aux(
       self, images: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
@@ -64,9 +78,12 @@ class OSVOSSegmenter(nnx.Module):
   def decode(self, features: list[jax.Array], size: tuple[int, int]
              ) -> tuple[jax.Array, list[jax.Array]]:
     """The head on the backbone's features, with outputs of `size`."""
-    side_logits = [fpn.resize_to(side(feature), *size)
-                   for side, feature in zip(self.sides, features)]
-    fused = self.fuse(jnp.concatenate(side_logits, axis=-1))
+    prepared, side_logits = [], []
+    for side, feature in zip(self.sides, features):
+      p, logit = side(feature)
+      prepared.append(fpn.resize_to(p, *size))
+      side_logits.append(fpn.resize_to(logit, *size))
+    fused = self.fuse(jnp.concatenate(prepared, axis=-1))
     return fused, side_logits
 
   def __call__(self, images: jax.Array) -> jax.Array:
