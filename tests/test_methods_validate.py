@@ -9,7 +9,7 @@ from PIL import Image
 
 from configs import osvos
 from metavos import train
-from metavos.data import davis
+from metavos.data import davis, io
 from metavos.data.errors import DataError
 from metavos.methods import registry
 
@@ -79,6 +79,60 @@ def test_empty_first_mask_in_evaluation_split_fails_before_training(
   config = _config(data, **{"data.train_split": "nope", "mode": "evaluate"})
   with pytest.raises(DataError, match=str(first)):
     train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def _later_frame(data, kind):
+  """The 4th frame (image or mask) of the evaluation split's first sequence:
+  a file that loading the sequence reads only after training."""
+  name = (data / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
+  folder = "JPEGImages" if kind == "image" else "Annotations"
+  ext = "jpg" if kind == "image" else "png"
+  return sorted((data / folder / "480p" / name).glob(f"*.{ext}"))[3]
+
+
+def _truncate(path):
+  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def _shrink(path):
+  mask = Image.open(path)
+  small = mask.resize((mask.width // 2, mask.height // 2), Image.NEAREST)
+  small.save(path)
+
+
+def _grey(path):
+  Image.fromarray(np.full(np.asarray(Image.open(path)).shape, 128, np.uint8),
+                  "L").save(path)
+
+
+@pytest.mark.parametrize("kind, damage, message", [
+    ("image", _truncate, "corrupt or truncated image"),
+    ("mask", _truncate, "corrupt or truncated"),
+    ("mask", _shrink, "mask is .* but its frame"),
+    ("mask", _grey, r"greyscale mask holds values \[128\]")])
+def test_damaged_later_frame_of_evaluation_split_fails_before_training(
+    tmp_path, data, never_trains, kind, damage, message):
+  path = _later_frame(data, kind)
+  damage(path)
+  with pytest.raises(DataError, match=f"{path}: {message}"):
+    train.train_and_evaluate(_config(data), str(tmp_path / "run"))
+
+
+def test_image_check_reads_sizes_without_decoding(tmp_path):
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 255, (30, 40, 3), np.uint8)
+  for ext in ("jpg", "png"):
+    path = tmp_path / f"f.{ext}"
+    Image.fromarray(pixels).save(path)
+    stand_in = io.check_image_file(path)
+    assert stand_in.shape == (30, 40, 3) and not stand_in.any()
+  padded = tmp_path / "padded.jpg"  # bytes after the end marker are fine
+  padded.write_bytes((tmp_path / "f.jpg").read_bytes() + b"\0" * 64)
+  assert io.check_image_file(padded).shape == (30, 40, 3)
+  for ext in ("jpg", "png"):
+    _truncate(tmp_path / f"f.{ext}")
+    with pytest.raises(DataError, match=f"f.{ext}: corrupt or truncated"):
+      io.check_image_file(tmp_path / f"f.{ext}")
 
 
 def test_unwritable_workdir_is_one_clear_line(tmp_path, never_trains):

@@ -4,10 +4,11 @@ What a run will read later must fail now, in seconds, with a message naming
 the config key or file and the fix, not after hours of training:
 
 - config values chosen from a fixed set (losses);
-- every split that training and evaluation read: the split exists, each
-  sequence's frames and annotations pair up, and its first annotated mask
-  holds an object (DAVIS layouts; other readers check their split here and
-  their files when loaded);
+- every split that training and evaluation read: the split exists, and (DAVIS
+  layouts) every sequence's frames and annotations pair up, every frame is
+  whole and the size of its mask, every mask's values follow the mask policy,
+  and the first annotated mask holds the objects (other readers check their
+  split here and their files when loaded);
 - the output location: writable.
 
 Synthetic data (`data.root=""`) is generated correct by construction.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import ml_collections
 from absl import logging
@@ -65,28 +67,29 @@ def splits_read(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def check_split(config: ml_collections.ConfigDict, split: str) -> None:
-  """Opens `split` and, for DAVIS layouts, checks every sequence's files and
-  that its first annotated mask holds an object."""
+  """Opens `split` and, for DAVIS layouts, checks every sequence as loading
+  it would (`davis.davis_video`): frames and annotations pair up, every
+  frame's and mask's size agree, every mask's values follow the mask policy
+  and its ids the first annotated frame's objects. Frames are checked from
+  their headers and end markers (`io.check_image_file`), not decoded."""
   ds = setup.open_split(config, config.data.root, split)
   if not ds.sequences:
     raise DataError(config.data.root, f"split {split!r} lists no sequence",
                     "list at least one sequence in the split file")
   if not isinstance(ds, davis.DavisDataset):
     return
+  start = time.perf_counter()
   for name in ds.sequences:
-    frames = ds.frame_files(name)
-    first = next((f for f in frames if f.mask is not None), None)
-    if first is None:
-      raise DataError(os.path.dirname(frames[0].image), "sequence has no "
-                      "annotated frame", "add the first frame's mask")
-    raw, mode = io.read_mask_and_mode(first.mask)
-    ids = davis.mask_to_ids(raw, mode, config.data.year, first.mask)
-    if not davis.object_ids_in(ids):
-      raise DataError(first.mask, "first annotated mask contains no object",
-                      "annotate at least one object (nonzero, non-255 id) in "
-                      "this frame, or drop the sequence from split "
-                      f"{split!r}")
-  logging.info("Split %r: %d sequences checked.", split, len(ds.sequences))
+    try:
+      davis.davis_video(name, ds.frame_files(name), year=ds.year,
+                        allow_new_objects=ds.allow_new_objects,
+                        read_image=io.check_image_file)
+    except DataError as e:
+      raise DataError(e.path, e.problem, f"{e.fix}, or drop sequence "
+                      f"{name!r} from split {split!r}") from None
+  logging.info("Split %r: %d sequences checked (every frame's header and "
+               "mask) in %.1f s.", split, len(ds.sequences),
+               time.perf_counter() - start)
 
 
 def check_workdir(workdir: str) -> None:
