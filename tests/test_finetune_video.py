@@ -150,9 +150,15 @@ def test_objects_per_call_does_not_change_the_result(per_call):
                              jax.random.key(3), 6)
   p2, l2 = split.adapt(params, jnp.asarray(0.3), images, masks, valid,
                        jax.random.key(3), 6)
+  # Each object's arithmetic is the same in either split; only how XLA
+  # vectorises it may differ, reassociating the 512-pixel loss and gradient
+  # sums (sqrt(512) eps ~ 1.3e-6 relative per step, over 6 steps): rtol
+  # 1e-5 relative to the parameters' scale (0.2-0.5 here). Measured on the
+  # 2-core AMD box: bit-identical.
   for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(l1, l2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(
+        np.abs(b).max()))
+  np.testing.assert_allclose(l1, l2, rtol=1e-5)
   assert float(jnp.abs(p1["w"][0] - p1["w"][1]).max()) > 0  # objects differ
 
 
