@@ -22,11 +22,11 @@ class SideOutput(nnx.Module):
   """A 3x3 "preparation" conv + ReLU, then a 1x1 conv to one logit channel.
 
   The logit conv starts at zero, so every side (and the fusion) starts at
-  logit 0 whatever the backbone's feature scale. A pretrained VGG16's raw
-  features are in the tens to hundreds (Caffe inputs, no normalisation
-  layers): with a variance-preserving init the side logits started with a
-  standard deviation of 50-330, saturating the loss, so the parent spent its
-  first steps undoing the initialisation (OSVOS starts its new layers near
+  logit 0 whatever the backbone's feature scale. A pretrained VGG16 has no
+  normalisation layers: its prepared features average 7-35 on a DAVIS frame,
+  and a variance-preserving init gave side logits with a standard deviation
+  of 14-86 (`benchmarks/osvos_head_init_scale.py`), saturating the loss, so
+  the parent spent its first steps undoing the initialisation (OSVOS starts its new layers near
   zero for the same reason: normal with std 0.001).
   """
 
