@@ -78,6 +78,10 @@ def data_config() -> ml_collections.ConfigDict:
   d.train_split = "train"     # Split to train on.
   d.split = "val"             # Split to evaluate on.
   d.max_eval_videos = 0       # Evaluate only the first N videos of the split; 0 = all.
+  l = d.loader = ml_collections.ConfigDict()  # Training input stream (metavos/data/pipeline.py, grain).
+  l.threads = 2               # Threads decoding frames ahead of the step (PIL releases the GIL); 0 with workers=0: decode in the training loop.
+  l.workers = 0               # grain worker processes, each with `threads` threads; 0 = this process only. Accelerator hosts: 4-16.
+  l.prefetch = 2              # Steps decoded ahead (per worker): memory is bounded by prefetch x one step's batch.
   s = d.synthetic = ml_collections.ConfigDict()
   s.num_videos = 6            # Synthetic videos in all (the last third are "val").
   s.num_frames = 12           # Frames per synthetic video.

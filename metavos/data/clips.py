@@ -73,7 +73,8 @@ class ClipSampler:
 
   @staticmethod
   def _objects_at(v: TrainVideo, t: int) -> list[int]:
-    return [o for o in v.object_ids if (v.masks[t] == o).any()]
+    shown = v.objects_at(t)
+    return [o for o in v.object_ids if o in shown]
 
   def _directions(self, v: TrainVideo, t: int) -> list[tuple[int, int]]:
     """(direction, largest usable gap) for each direction the clip fits."""

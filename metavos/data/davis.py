@@ -141,7 +141,32 @@ def read_frames(
       mask = mask_to_ids(raw, mode, year, frame.mask)
       annotated[t] = True
     masks.append(mask)
+  if all(image.strides == (0, 0, 0) for image in images):
+    # Header-only stand-ins (io.check_image_file): one zero view, not T
+    # frames of zeros.
+    return (np.broadcast_to(images[0], (len(images),) + images[0].shape),
+            np.stack(masks), annotated)
   return np.stack(images), np.stack(masks), annotated
+
+
+@dataclasses.dataclass(frozen=True)
+class FileReader:
+  """One frame or one mask of a file-backed dataset at a time, by the keys of
+  its `FrameFiles` (the training pipeline's random access; picklable, so
+  loader worker processes get their own).
+
+  Attributes:
+    year: mask convention, see `mask_to_ids`.
+  """
+  year: int = 2017
+
+  def image(self, key: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB frame."""
+    return io.read_image(key)
+
+  def mask(self, key: str) -> np.ndarray:
+    """(H, W) uint8 object ids (`mask_to_ids`)."""
+    return mask_to_ids(*io.read_mask_and_mode(key), self.year, key)
 
 
 def object_ids_in(mask: np.ndarray) -> set[int]:
@@ -387,11 +412,14 @@ class DavisDataset:
                         f"listed in {self.split_file} is missing", "restore the "
                         "annotation or fix the split file")
 
-  def load(self, name: str) -> Video:
+  def load(self, name: str, headers_only: bool = False) -> Video:
     """Decodes one sequence.
 
     Args:
       name: sequence name (normally one of `sequences`).
+      headers_only: check the frames from their headers and leave them
+        undecoded (`frames` is then a zero view; masks are decoded): what
+        the training index reads (metavos.data.pipeline).
 
     Returns:
       The `Video`; unannotated frames hold zeros with `annotated[t] False`.
@@ -399,5 +427,11 @@ class DavisDataset:
     Raises:
       DataError: any bad file (see `frame_files` and `davis_video`).
     """
-    return davis_video(name, self.frame_files(name), year=self.year,
-                       allow_new_objects=self.allow_new_objects)
+    return davis_video(
+        name, self.frame_files(name), year=self.year,
+        allow_new_objects=self.allow_new_objects,
+        read_image=io.check_image_file if headers_only else io.read_image)
+
+  def frame_reader(self) -> "FileReader":
+    """Reads single frames and masks of this dataset (see `FileReader`)."""
+    return FileReader(self.year)

@@ -117,31 +117,46 @@ _JPEG_END, _JPEG_TAIL = b"\xff\xd9", 1024
 def check_image_file(path: PathLike) -> np.ndarray:
   """A frame's size and completeness without decoding its pixels, for the
   start-up validation of a whole split (seconds where decoding would take
-  minutes).
-
-  Reads the header; a JPEG must end with its end-of-image marker and a PNG
-  must pass Pillow's chunk checks, so truncated files fail here too.
+  minutes) and the training index (metavos.data.pipeline).
 
   Args:
     path: image file.
+
+  Returns:
+    See `check_image_bytes`.
+
+  Raises:
+    DataError: the file is missing, not an image, or truncated.
+  """
+  return check_image_bytes(_read_bytes(path, "image", _IMAGE_FIX), path)
+
+
+def check_image_bytes(data: bytes, source: PathLike) -> np.ndarray:
+  """`check_image_file` for encoded bytes (e.g. a TFDS record's frame).
+
+  Reads the header; a JPEG must end with its end-of-image marker and a PNG
+  must pass Pillow's chunk checks, so truncated data fails here too.
+
+  Args:
+    data: encoded image bytes.
+    source: the file or record they came from, named in errors.
 
   Returns:
     A read-only (H, W, 3) uint8 array of zeros (a broadcast view) with the
     frame's size: a stand-in for `read_image` in `davis.read_frames`.
 
   Raises:
-    DataError: the file is missing, not an image, or truncated.
+    DataError: not an image, or truncated.
   """
-  data = _read_bytes(path, "image", _IMAGE_FIX)
   try:
     image = Image.open(io.BytesIO(data))
     size, kind = image.size, image.format
     if kind == "PNG":
       image.verify()
     elif kind == "JPEG" and _JPEG_END not in data[-_JPEG_TAIL:]:
-      raise OSError("no end-of-image marker: the file is cut short")
+      raise OSError("no end-of-image marker: the data is cut short")
   except _DECODE_ERRORS as e:
-    raise DataError(path, f"corrupt or truncated image ({e})",
+    raise DataError(source, f"corrupt or truncated image ({e})",
                     _IMAGE_FIX) from e
   return np.broadcast_to(np.zeros((), np.uint8), (size[1], size[0], 3))
 

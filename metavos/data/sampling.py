@@ -8,7 +8,7 @@ and each JAX process draws only its own slice of the global batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -18,42 +18,74 @@ from metavos.data.types import VOID, Video
 
 @dataclasses.dataclass(frozen=True)
 class TrainVideo:
-  """A video resized once to the training resolution.
+  """A video at the training resolution.
 
   Attributes:
     name: sequence name.
-    frames: (T, H, W, 3) uint8.
-    masks: (T, H, W) uint8 object ids, 255 = void.
+    frames: (T, H, W, 3) uint8: an array, or `pipeline.LazyFrames` that
+      decode the frames a sampler indexes.
+    masks: (T, H, W) uint8 object ids, 255 = void (array or LazyFrames).
     annotated: (T,) bool.
     object_ids: ids to build tasks for.
+    presence: per frame, the ids its mask shows at this size; None =
+      computed from `masks` when asked (`objects_at`).
   """
   name: str
-  frames: np.ndarray
-  masks: np.ndarray
+  frames: Any
+  masks: Any
   annotated: np.ndarray
   object_ids: tuple[int, ...]
+  presence: tuple[frozenset[int], ...] | None = None
+
+  def objects_at(self, t: int) -> frozenset[int]:
+    """Ids of the objects frame t shows (background and void excluded)."""
+    if self.presence is not None:
+      return self.presence[t]
+    return frozenset(int(i) for i in np.unique(self.masks[t])) - {0, VOID}
+
+  def take(self, indices: Sequence[int]) -> TrainVideo:
+    """The frames `indices` (in that order), all marked annotated."""
+    return dataclasses.replace(
+        self, frames=self.frames.take(indices, axis=0),
+        masks=self.masks.take(indices, axis=0),
+        annotated=np.ones(len(indices), bool),
+        presence=(None if self.presence is None else
+                  tuple(self.presence[t] for t in indices)))
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Bilinear resize of one (H, W, 3) uint8 frame to size=(H, W)."""
+  if frame.shape[:2] == tuple(size):
+    return frame
+  h, w = size
+  return np.asarray(Image.fromarray(frame).resize((w, h), Image.BILINEAR))
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Nearest-neighbour resize of one (H, W) uint8 id mask to size=(H, W)."""
+  if mask.shape == tuple(size):
+    return mask
+  h, w = size
+  return np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Bilinear resize of (T, H, W, 3) uint8 frames to size=(H, W)."""
   if frames.shape[1:3] == tuple(size):
     return frames
-  h, w = size
-  return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR))
-                   for f in frames])
+  return np.stack([resize_frame(f, size) for f in frames])
 
 
 def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Nearest-neighbour resize of (T, H, W) uint8 id masks to size=(H, W)."""
   if masks.shape[1:3] == tuple(size):
     return masks
-  h, w = size
-  return np.stack([np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST))
-                   for m in masks])
+  return np.stack([resize_mask(m, size) for m in masks])
 
 
 def prepare(videos: Iterable[Video], size: tuple[int, int]) -> list[TrainVideo]:
-  """Resizes every video once so sampling is just indexing."""
+  """Resizes whole in-memory videos (tests, small data); training reads
+  through `pipeline.index_videos` instead."""
   out = []
   for v in videos:
     out.append(TrainVideo(v.name, resize_frames(v.frames, size),
@@ -95,7 +127,7 @@ class TaskSampler:
     for vi, v in enumerate(self.videos):
       ann = np.flatnonzero(v.annotated)
       for obj in v.object_ids:
-        present = [t for t in ann if (v.masks[t] == obj).any()]
+        present = [t for t in ann if obj in v.objects_at(t)]
         if present and len(ann) >= 2:
           self.tasks.append((vi, obj, np.asarray(present)))
     if not self.tasks:

@@ -212,32 +212,111 @@ class TfdsVideos:
       yield self[i]
 
   def __getitem__(self, i: int) -> Video:
+    return self._video(i, headers_only=False)
+
+  def _video(self, i: int, headers_only: bool) -> Video:
+    frames, blobs = self._files(i)
+    check = lambda k: io.check_image_bytes(blobs[k], k)
+    decode = lambda k: io.decode_image(blobs[k], k)
+    return davis.davis_video(
+        self.sequences[i], frames, year=self.year,
+        allow_new_objects=self._allow_new_objects,
+        read_image=check if headers_only else decode,
+        read_mask=lambda k: io.decode_mask_and_mode(blobs[k], k))
+
+  def _files(self, i: int) -> tuple[list[davis.FrameFiles], dict]:
+    """The i-th sequence's frames (keys name the record) and their bytes."""
     index = self._indices[i]
     example = self._source[index]
     name = _text(example["name"])
-    source = f"{self._directory}[{self.split}][{index}]"
+    source = record_key(self._directory, self.split, index)
     if name != self.sequences[i]:
       raise DataError(source, f"record holds {name!r}, metadata says "
                       f"{self.sequences[i]!r}", "rebuild the dataset")
-    blobs, frames = {}, []
-    for stem, image, mask in zip(example["frame_names"], example["frames"],
-                                 example["masks"]):
-      stem = _text(stem)
-      key = f"{source}/{name}/{stem}"
-      blobs[f"{key}.jpg"], blobs[f"{key}.png"] = image, mask
-      frames.append(davis.FrameFiles(stem, f"{key}.jpg",
-                                     f"{key}.png" if mask else None))
-    return davis.davis_video(
-        name, frames, year=self.year, allow_new_objects=self._allow_new_objects,
-        read_image=lambda k: io.decode_image(blobs[k], k),
-        read_mask=lambda k: io.decode_mask_and_mode(blobs[k], k))
+    return _frames_of(example, source)
 
-  def load(self, name: str) -> Video:
-    """Decodes the sequence `name` (one of this process's `sequences`)."""
+  def _position(self, name: str) -> int:
     if name not in self.sequences:
       raise KeyError(f"{name!r} is not among this process's sequences of "
                      f"split {self.split!r}: {self.sequences}")
-    return self[self.sequences.index(name)]
+    return self.sequences.index(name)
+
+  def load(self, name: str, headers_only: bool = False) -> Video:
+    """Decodes the sequence `name` (one of this process's `sequences`);
+    `headers_only`: see `davis.DavisDataset.load`."""
+    return self._video(self._position(name), headers_only)
+
+  def frame_files(self, name: str) -> list[davis.FrameFiles]:
+    """The sequence's frames, keyed for `frame_reader`."""
+    return self._files(self._position(name))[0]
+
+  def frame_reader(self) -> "RecordReader":
+    """Reads single frames and masks from the records (`RecordReader`)."""
+    return RecordReader(str(self._directory), self.split, self.year)
+
+
+def record_key(directory, split: str, index: int) -> str:
+  """How frames of record `index` are named: `<dir>[<split>][<index>]`."""
+  return f"{directory}[{split}][{index}]"
+
+
+def _frames_of(example, source: str) -> tuple[list[davis.FrameFiles], dict]:
+  name = _text(example["name"])
+  blobs, frames = {}, []
+  for stem, image, mask in zip(example["frame_names"], example["frames"],
+                               example["masks"]):
+    stem = _text(stem)
+    key = f"{source}/{name}/{stem}"
+    blobs[f"{key}.jpg"], blobs[f"{key}.png"] = image, mask
+    frames.append(davis.FrameFiles(stem, f"{key}.jpg",
+                                   f"{key}.png" if mask else None))
+  return frames, blobs
+
+
+class RecordReader:
+  """Single frames and masks of a built split, by the keys of
+  `TfdsVideos.frame_files` (the training pipeline's random access).
+
+  A key names its record (`record_key`); the last records read are kept, so
+  the frames of one clip or task cost one record read. Picklable: a loader
+  worker process reopens the data source.
+  """
+
+  _KEEP = 4  # records kept per reader
+
+  def __init__(self, directory: str, split: str, year: int):
+    self.directory, self.split, self.year = directory, split, year
+    self._source, self._recent = None, {}
+
+  def __getstate__(self):
+    return {"directory": self.directory, "split": self.split,
+            "year": self.year}
+
+  def __setstate__(self, state):
+    self.__init__(**state)
+
+  def _blob(self, key: str) -> bytes:
+    record = key.rsplit("/", 2)[0]
+    index = int(record[record.rindex("[") + 1:-1])
+    blobs = self._recent.get(index)
+    if blobs is None:
+      if self._source is None:
+        self._source = tfds.builder_from_directory(
+            self.directory).as_data_source(split=self.split)
+      blobs = _frames_of(self._source[index], record)[1]
+      if len(self._recent) >= self._KEEP:
+        self._recent.pop(next(iter(self._recent)), None)
+      self._recent[index] = blobs
+    return blobs[key]
+
+  def image(self, key: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB frame."""
+    return io.decode_image(self._blob(key), key)
+
+  def mask(self, key: str) -> np.ndarray:
+    """(H, W) uint8 object ids (`davis.mask_to_ids`)."""
+    return davis.mask_to_ids(*io.decode_mask_and_mode(self._blob(key), key),
+                             self.year, key)
 
 
 def _text(value) -> str:

@@ -33,9 +33,7 @@ def labelled_frames_only(videos: Sequence[TrainVideo], label_set: LabelSet
   for v in videos:
     keep = [t for t in sorted(label_set.get(v.name, ())) if v.annotated[t]]
     if len(keep) >= 2:
-      out.append(dataclasses.replace(
-          v, frames=v.frames[keep], masks=v.masks[keep],
-          annotated=np.ones(len(keep), bool)))
+      out.append(v.take(keep))
   return out
 
 

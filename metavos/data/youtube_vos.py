@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from metavos.data import davis
+from metavos.data import davis, io
 from metavos.data.errors import DataError
 from metavos.data.types import Video
 
@@ -155,11 +155,13 @@ class YouTubeVOSDataset:
     return [davis.FrameFiles(s, str(p), str(masks[s]) if s in masks else None)
             for s, p in images.items()]
 
-  def load(self, name: str) -> Video:
+  def load(self, name: str, headers_only: bool = False) -> Video:
     """Decodes one sequence.
 
     Args:
       name: sequence name.
+      headers_only: frames checked from their headers, not decoded (see
+        `davis.DavisDataset.load`).
 
     Returns:
       The `Video`, with every object of the sequence and where it starts.
@@ -168,7 +170,9 @@ class YouTubeVOSDataset:
       DataError: unreadable files, or masks that disagree with meta.json.
     """
     frames = self.frame_files(name)
-    images, masks, annotated = davis.read_frames(frames)
+    images, masks, annotated = davis.read_frames(
+        frames, read_image=io.check_image_file if headers_only else
+        io.read_image)
     first_frame: dict[int, int] = {}
     for t in np.flatnonzero(annotated):
       for k in sorted(davis.object_ids_in(masks[t])):
@@ -182,6 +186,10 @@ class YouTubeVOSDataset:
         name=name, frames=images, masks=masks, annotated=annotated,
         frame_names=tuple(f.name for f in frames),
         object_ids=tuple(sorted(first_frame)), first_frame=first_frame)
+
+  def frame_reader(self) -> davis.FileReader:
+    """Reads single frames and masks (object ids as stored)."""
+    return davis.FileReader(2017)
 
   def _check_against_meta(self, name: str, frames: list[davis.FrameFiles],
                           masks: np.ndarray, first_frame: dict[int, int]) -> None:

@@ -13,7 +13,7 @@ from absl import logging
 from flax import nnx
 
 from metavos import models
-from metavos.data import datasets, sampling, synthetic
+from metavos.data import datasets, pipeline, synthetic
 from metavos.finetune import video as video_lib
 from metavos.models import interface
 from metavos.runtime import checkpoint, platform
@@ -47,12 +47,10 @@ def open_split(config: ml_collections.ConfigDict, root: str, split: str,
 
 
 def train_videos(config: ml_collections.ConfigDict, workdir: str):
-  """The training split, resized once to `config.train.image_size`."""
+  """The training split at `config.train.image_size`, indexed, its frames
+  decoded as batches need them (metavos.data.pipeline)."""
   ds = open_split(config, data_root(config, workdir), config.data.train_split)
-  logging.info("Loading %d training videos from %s", len(ds.sequences),
-               config.data.train_split)
-  return sampling.prepare((ds.load(n) for n in ds.sequences),
-                          tuple(config.train.image_size))
+  return pipeline.index_videos(ds, tuple(config.train.image_size))
 
 
 def unroll(config: ml_collections.ConfigDict) -> bool | int:

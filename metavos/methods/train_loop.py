@@ -12,13 +12,17 @@ continuation); (3) fresh initialisation, whose parameters come from
 `init_from` when a method passes `config.train.init_from` (parameters only:
 fresh optimiser, step 0).
 Randomness is derived from `fold_in(seed, step)` and the data position is
-the step, so a resumed run sees exactly the batches and keys of an
-uninterrupted one.
+the step (the grain stream of metavos.data.pipeline starts at the restored
+step), so a resumed run sees exactly the batches and keys of an
+uninterrupted one. `data_wait` in the logged metrics is the share of wall
+time the loop spent waiting for the loader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -27,6 +31,7 @@ import ml_collections
 import optax
 from absl import logging
 
+from metavos.data import pipeline
 from metavos.runtime import checkpoint, metric_writer, sharding
 
 State = dict[str, Any]  # must hold "step": int32 scalar array
@@ -79,14 +84,24 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   # What restoring these parameters must agree on (setup.check_input_norm).
   model_norm = (config.model.input_norm if "model" in config else
                 config.memory.input_norm if "memory" in config else "")
+  stream = pipeline.batches(sample, start, t.num_steps, config.data.loader)
+  waited, since = 0.0, time.perf_counter()
   try:
     for step in range(start, t.num_steps):
-      batch = sharding.shard_batch(sample(step), mesh)
+      ask = time.perf_counter()
+      batch = next(stream)
+      waited += time.perf_counter() - ask
+      batch = sharding.shard_batch(batch, mesh)
       state, metrics = update(state, batch,
                               jax.random.fold_in(base_rng, step))
       done = step + 1
       check_finite(state, metrics, done, ckpt.latest_step(),
                    _LR_KEYS.get(config.method, "learning rate"))
+      if done % t.log_every == 0 or done == t.num_steps:
+        # Share of the wall time since the last log spent waiting for data.
+        now = time.perf_counter()
+        metrics = {**metrics, "data_wait": waited / max(now - since, 1e-9)}
+        waited, since = 0.0, now
       metadata = {"data_position": done}
       if model_norm:
         metadata["input_norm"] = model_norm
@@ -159,11 +174,25 @@ def initial_state(params, tx: optax.GradientTransformation,
   return sharding.replicate(state, mesh)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ProcessShare:
+  """`step -> this process's share of the global batch` (picklable, for the
+  loader's worker processes)."""
+  sampler: Any
+  batch_size: int
+  process_index: int
+  process_count: int
+
+  def __call__(self, step: int) -> dict:
+    return self.sampler.sample(step, self.batch_size, self.process_index,
+                               self.process_count)
+
+
 def batch_sampler(sampler, batch_size: int) -> Callable[[int], dict]:
   """`step -> this process's share of the global batch` from a sampler with
   `sample(step, batch_size, process_index, process_count)`."""
-  return lambda step: sampler.sample(step, batch_size, jax.process_index(),
-                                     jax.process_count())
+  return _ProcessShare(sampler, batch_size, jax.process_index(),
+                       jax.process_count())
 
 
 def jit_update(update: Callable, mesh: jax.sharding.Mesh) -> Callable:

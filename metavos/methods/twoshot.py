@@ -42,7 +42,8 @@ import optax
 from absl import logging
 
 from metavos import evaluate as evaluate_lib
-from metavos.data import clips, davis, labels, sampling, twoshot_clips
+from metavos.data import (clips, davis, labels, pipeline, sampling,
+                          twoshot_clips)
 from metavos.memory import (clip_augment, losses, pseudo_labels,
                             twoshot_losses)
 from metavos.memory import teacher as teacher_lib
@@ -161,10 +162,7 @@ def _train_split(config, root: str):
 
 
 def _prepare(config, ds) -> list[sampling.TrainVideo]:
-  logging.info("Loading %d training videos from %s", len(ds.sequences),
-               config.data.train_split)
-  return sampling.prepare((ds.load(n) for n in ds.sequences),
-                          tuple(config.train.image_size))
+  return pipeline.index_videos(ds, tuple(config.train.image_size))
 
 
 def init_state(params, tx, mesh, with_teacher: bool):
