@@ -4,6 +4,11 @@ The killed process gets no chance to clean up (no `finally`, no Orbax
 wait): whatever it had in flight is lost. The same command again must resume
 from the last finished checkpoint and end with the parameters and metric
 lines of an uninterrupted run (the shared smoke run, same config).
+
+The killed and the resumed process read their batches through grain worker
+processes (`data.loader.workers`), the reference in threads of its own
+process: the stream that restarts at the restored step in new workers must
+be the uninterrupted stream.
 """
 
 import os
@@ -21,6 +26,8 @@ from metavos.methods import setup
 from metavos.runtime import checkpoint, metric_writer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The reference run reads in-process (the default loader).
+WORKERS = ["--config.data.loader.workers=2"]
 FIRST = _smoke_run.OVERRIDES["train.checkpoint_every"]
 LAST = _smoke_run.OVERRIDES["train.num_steps"]
 
@@ -34,7 +41,8 @@ def _launch(workdir, log_path, cache_dir):
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   log = open(log_path, "w")
   return subprocess.Popen(
-      [sys.executable, "-m", "metavos.main", *_smoke_run.cli_args(workdir)],
+      [sys.executable, "-m", "metavos.main", *_smoke_run.cli_args(workdir),
+       *WORKERS],
       cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
