@@ -15,8 +15,11 @@ For each, the batches of the three samplers at their `davis16_cpu` recipe
 sizes: OSVOS parent frames (batch 4 at 240x427), e-OSVOS tasks (batch 2, 1
 support + 1 query, 120x214) and memory-network clips (batch 4 x 3 frames,
 96x176). Each (mode, N) runs in a fresh process; printed per row: the setup
-seconds (index or load), batches per second of each sampler over `steps`
-steps (first batch excluded), and the process's peak RSS.
+seconds (index or load, all three sizes), batches per second of each
+sampler over `steps` steps (first batch excluded), what the last
+sampler's videos hold (`held_mib`: for the stream, the pickled index a
+worker process receives; in memory, the bytes of the frames and masks) and
+the process's peak RSS.
 
 The N videos are hard links to `distinct` generated ones (decoding costs
 the same; the disk holds `distinct` videos): every video is a separate
@@ -33,6 +36,7 @@ import argparse
 import json
 import os
 import pathlib
+import pickle
 import resource
 import subprocess
 import sys
@@ -105,6 +109,10 @@ def run_one(root: str, mode: str, steps: int, threads: int,
     else:
       videos = sampling.prepare((ds.load(n) for n in ds.sequences), size)
     setup += time.perf_counter() - start
+    if mode == "stream":  # the index, as a worker process receives it
+      held_mib = len(pickle.dumps(videos)) / 2**20
+    else:  # the frames and masks themselves
+      held_mib = sum(v.frames.nbytes + v.masks.nbytes for v in videos) / 2**20
     sample = train_loop.batch_sampler(_samplers(videos)[name], batch)
     stream = pipeline.batches(sample, 0, steps + 1,
                               loader if mode == "stream" else None)
@@ -115,6 +123,7 @@ def run_one(root: str, mode: str, steps: int, threads: int,
     row[name] = steps / (time.perf_counter() - start)
     del videos, stream, sample
   row["setup_s"] = setup
+  row["held_mib"] = held_mib
   row["peak_rss_mib"] = resource.getrusage(
       resource.RUSAGE_SELF).ru_maxrss / 1024
   return row
@@ -143,7 +152,8 @@ def main() -> None:
   print(f"{args.frames} frames per video, {args.distinct} distinct videos, "
         f"{args.steps} steps per sampler, stream threads={args.threads} "
         f"prefetch={args.prefetch}; batches/s per sampler")
-  header = ("mode", "videos", "setup_s", *WORKLOADS, "peak_rss_mib")
+  header = ("mode", "videos", "setup_s", *WORKLOADS, "held_mib",
+            "peak_rss_mib")
   print(" | ".join(header))
   in_memory = {int(n) for n in args.in_memory_videos.split(",") if n}
   for n in (int(n) for n in args.videos.split(",")):

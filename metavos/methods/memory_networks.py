@@ -124,7 +124,8 @@ def pretrain_stage_config(config: ml_collections.ConfigDict
         train_split="train", split="val", max_eval_videos=0,
         synthetic=dict(num_videos=p.num_videos, num_frames=p.num_frames,
                        height=p.image_size[0], width=p.image_size[1],
-                       max_objects=p.max_objects, seed=p.seed)))
+                       max_objects=p.max_objects, seed=p.seed),
+        loader=config.data.loader.to_dict()))  # the run's input stream
     c.labels.kind = "all"
     c.clip.length, c.clip.max_gap, c.clip.flip = 3, 5, True
     c.clip.max_objects = p.max_objects
