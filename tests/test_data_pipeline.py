@@ -11,6 +11,7 @@ from PIL import Image
 
 from metavos.data import (clips, davis, io, pipeline, sampling, synthetic,
                           tfds_builder, twoshot_clips, youtube_vos)
+from metavos.data.errors import DataError
 from metavos.methods import train_loop
 
 SIZE = (24, 40)  # training size, smaller than the 48x64 frames: resizing runs
@@ -136,3 +137,21 @@ def test_negative_loader_settings_are_refused():
   with pytest.raises(ValueError, match="config.data.loader"):
     pipeline.batches(lambda s: {}, 0, 1, ml_collections.ConfigDict(
         dict(threads=-1, workers=0, prefetch=1)))
+
+
+def _broken_at_3(step):
+  if step == 3:
+    raise DataError("/data/v/00003.jpg", "corrupt or truncated image",
+                    "re-extract the frame")
+  return {"step": np.int32(step)}
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_bad_frame_in_a_loader_thread_or_worker_surfaces_in_order(workers):
+  # A file damaged after start-up: the steps before it are delivered, then
+  # the reader's DataError (file and fix) reaches the training loop.
+  stream = pipeline.batches(_broken_at_3, 0, 6, ml_collections.ConfigDict(
+      dict(threads=2, workers=workers, prefetch=2)))
+  assert [int(next(stream)["step"]) for _ in range(3)] == [0, 1, 2]
+  with pytest.raises(DataError, match="00003.jpg.*re-extract the frame"):
+    next(stream)

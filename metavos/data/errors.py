@@ -9,3 +9,8 @@ class DataError(ValueError):
     self.problem = problem
     self.fix = fix
     super().__init__(f"{self.path}: {problem}. Fix: {fix}")
+
+  def __reduce__(self):
+    # Rebuilt from its parts, so it crosses into and out of the loader's
+    # worker processes (pickle would call __init__ with the message only).
+    return type(self), (self.path, self.problem, self.fix)
