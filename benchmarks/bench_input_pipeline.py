@@ -105,7 +105,7 @@ def run_one(root: str, mode: str, steps: int, threads: int,
   for name, (size, batch) in WORKLOADS.items():
     start = time.perf_counter()
     if mode == "stream":
-      videos = pipeline.index_videos(ds, size)
+      videos = pipeline.index_videos(ds, size, threads)
     else:
       videos = sampling.prepare((ds.load(n) for n in ds.sequences), size)
     setup += time.perf_counter() - start

@@ -59,7 +59,7 @@ def _assert_same_batch(a, b):
 @pytest.mark.parametrize("kind", ["davis", "tfds"])
 def test_lazy_videos_give_the_in_memory_batches(davis_root, tfds_root, kind):
   ds = _datasets(davis_root, tfds_root)[kind]
-  lazy = pipeline.index_videos(ds, SIZE)
+  lazy = pipeline.index_videos(ds, SIZE, threads=2)
   eager = sampling.prepare(davis.DavisDataset(davis_root, split="train"), SIZE)
   assert [v.name for v in lazy] == [v.name for v in eager]
   for v in lazy:

@@ -50,7 +50,8 @@ def train_videos(config: ml_collections.ConfigDict, workdir: str):
   """The training split at `config.train.image_size`, indexed, its frames
   decoded as batches need them (metavos.data.pipeline)."""
   ds = open_split(config, data_root(config, workdir), config.data.train_split)
-  return pipeline.index_videos(ds, tuple(config.train.image_size))
+  return pipeline.index_videos(ds, tuple(config.train.image_size),
+                               config.data.loader.threads)
 
 
 def unroll(config: ml_collections.ConfigDict) -> bool | int:

@@ -162,7 +162,8 @@ def _train_split(config, root: str):
 
 
 def _prepare(config, ds) -> list[sampling.TrainVideo]:
-  return pipeline.index_videos(ds, tuple(config.train.image_size))
+  return pipeline.index_videos(ds, tuple(config.train.image_size),
+                               config.data.loader.threads)
 
 
 def init_state(params, tx, mesh, with_teacher: bool):
