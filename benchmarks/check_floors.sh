@@ -5,7 +5,8 @@
 #
 #   bash benchmarks/check_floors.sh [VENV]      # default /tmp/metavos-floors
 #
-# 2026-12-03, Python 3.11.7, this CPU box: 392 passed, 1 skipped (178 s).
+# 2026-12-03, Python 3.11.7, this CPU box: 392 passed, 1 skipped (178 s),
+# before grain (and tests/test_data_pipeline.py) were added.
 set -euo pipefail
 V=${1:-/tmp/metavos-floors}
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ scipy==1.13.1
 absl-py==2.0.0
 etils==1.12.0
 tensorboardX==2.6
+grain==0.2.18
 PINS
 python -m pip install -q -c "$V/floors.txt" -e '.[test]'
 python -c "import jax, flax, optax, numpy; print('floors:', jax.__version__, flax.__version__, optax.__version__, numpy.__version__)"
@@ -36,6 +38,7 @@ python -m pytest -q -p no:cacheprovider \
   tests/test_memory_losses.py tests/test_memory_propagate.py tests/test_models.py \
   tests/test_models_conv.py tests/test_models_vgg.py tests/test_models_pretrained.py \
   tests/test_data_davis.py tests/test_data_io.py tests/test_data_clips.py \
+  tests/test_data_pipeline.py \
   tests/test_data_labels.py tests/test_data_synthetic.py tests/test_data_tfds.py \
   tests/test_data_writers.py tests/test_data_youtube_vos.py tests/test_metrics_davis.py \
   tests/test_metrics_parity.py tests/test_finetune_inner_loop.py tests/test_finetune_losses.py \
