@@ -58,6 +58,7 @@ def memory_config() -> ml_collections.ConfigDict:
   m.max_memory = 8            # Inference: memory frames at most (labelled frame(s) + ring buffer).
   m.top_k = 20                # Inference: read only the top-k memory positions; 0 = all.
   m.remat = False             # Training: recompute each chain step in the backward pass (less memory).
+  m.frozen_key_stages = 0     # Training: the key encoder's first N stages (VGG16: blocks; ResNet: stem+layer1, layer2, layer3) kept fixed: no gradient, no update; 0 = train every layer.
   x = m.xmem = ml_collections.ConfigDict()  # network=xmem only.
   x.sensory_dim = 32          # Channels of the per-object sensory memory (a GRU state at stride 16).
   x.num_prototypes = 64       # Positions of a frame leaving the working memory kept in long-term memory (clamped to h*w).

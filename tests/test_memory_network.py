@@ -69,3 +69,61 @@ def test_shapes_and_per_object_values_do_not_mix_objects():
   np.testing.assert_allclose(v_perm, v[perm], rtol=1e-4, atol=1e-5)
   assert probs.shape == (4, 40, 56)
   np.testing.assert_allclose(probs.sum(0), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backbone,frozen,groups", [
+    ("tiny", 2, {"conv1", "norm1", "layer1", "layer2"}),
+    ("vgg16", 3, {"block1", "block2", "block3"}),
+])
+def test_frozen_key_stages_get_no_gradient_and_no_update(
+    backbone, frozen, groups, fast_compile):
+  del fast_compile
+  from configs import stcn  # pylint: disable=g-import-not-at-top
+  from metavos.methods import memory_networks  # pylint: disable=g-import-not-at-top
+  config = stcn.get_config("smoke")
+  config.memory.key_backbone = backbone
+  config.memory.frozen_key_stages = frozen
+  fns, params = network.build(config.memory, nnx.Rngs(0))
+  mask = network.frozen_mask(params, config.memory)
+  flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+  named = {jax.tree_util.keystr(path) for path, m in flat if m}
+  # Exactly the key encoder's first stages (VGG16 under its `trunk`).
+  assert {p.split("'")[3 if backbone == "tiny" else 5] for p in named} == groups
+  assert all(p.startswith("['key_encoder']") for p in named)
+  frames = jnp.asarray(np.random.default_rng(0).random((2, 32, 48, 3)),
+                       jnp.float32)
+
+  def loss(p):
+    f = fns.encode_key(p, frames)
+    return sum(jnp.sum(x**2) for x in (f.key, f.f16, f.f8, f.f4))
+
+  grads = jax.jit(jax.grad(loss))(params)
+  masks = jax.tree.leaves(mask)
+  assert all(not np.any(g) for g, m in zip(jax.tree.leaves(grads), masks)
+             if m)
+  # The stage after the frozen ones still learns.
+  assert any(np.any(g) for g, (path, m) in zip(jax.tree.leaves(grads), flat)
+             if not m and "key_encoder" in jax.tree_util.keystr(path))
+  tx = memory_networks.make_optimizer(config)
+  updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params),
+                                  tx.init(params), params)
+  for u, m in zip(jax.tree.leaves(updates), masks):
+    assert np.any(u) != m  # frozen: exactly zero (no weight decay); else moves
+
+
+def test_unfrozen_key_encoder_is_unchanged_and_bad_counts_fail():
+  from configs import stcn  # pylint: disable=g-import-not-at-top
+  config = stcn.get_config("smoke").memory
+  fns, params = network.build(config, nnx.Rngs(0))
+  frames = jnp.asarray(np.random.default_rng(1).random((1, 32, 48, 3)),
+                       jnp.float32)
+  config.frozen_key_stages = 3
+  frozen_fns, _ = network.build(config, nnx.Rngs(0))
+  # Freezing changes gradients, never values.
+  for a, b in zip(fns.encode_key(params, frames),
+                  frozen_fns.encode_key(params, frames)):
+    if a is not None:
+      np.testing.assert_array_equal(a, b)
+  config.frozen_key_stages = 4
+  with pytest.raises(ValueError, match="frozen_key_stages=4.*0..3"):
+    network.build(config, nnx.Rngs(0))

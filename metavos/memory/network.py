@@ -153,15 +153,52 @@ def _encoder(name: str, groups: int, rngs: nnx.Rngs
           (7, 2, spec.widths[0]))
 
 
+def _stages(net: Encoder) -> tuple[Any, int]:
+  """(the module with the staged interface of metavos.models, the number of
+  its stages a stride-16 encoder runs): VGG16's five blocks; the ResNet's
+  stem + layer1, layer2 and layer3."""
+  if isinstance(net, VGGEncoder):
+    return net.trunk, net.trunk.num_stages
+  return net, 3
+
+
+def frozen_groups(backbone: str, num_frozen: int) -> frozenset[str]:
+  """The parameter groups (attributes of the encoder, or of a VGG16's
+  `trunk`) of the first `num_frozen` stages of a `backbone` key encoder.
+
+  Raises:
+    ValueError: `num_frozen` outside [0, the encoder's stage count].
+  """
+  trunk, stages = (vgg.VGG16, vgg.VGG16.num_stages) if backbone == "vgg16" \
+      else (resnet.ResNet, 3)
+  if not 0 <= num_frozen <= stages:
+    raise ValueError(f"memory.frozen_key_stages={num_frozen}: the {backbone} "
+                     f"key encoder has {stages} stages; choose 0..{stages}.")
+  return frozenset(name for i in range(num_frozen)
+                   for name in trunk.stage_params(i))
+
+
 def _features(net: Encoder, images: jax.Array,
-              stem_extra: jax.Array | None = None) -> list[jax.Array]:
+              stem_extra: jax.Array | None = None,
+              num_frozen: int = 0) -> list[jax.Array]:
   """Stride-4, 8 and 16 features of `net` (a stride-16 encoder).
 
   `stem_extra` is added to the first convolution's output: a convolution of
   concatenated inputs is the sum of convolutions of the parts, so this is
   STCN's 5-channel value-encoder stem with the RGB part kept intact (and
-  computed once for all objects).
+  computed once for all objects). Without it, the first `num_frozen` stages
+  run under `stop_gradient`: no gradient reaches them, and the backward
+  pass stops there.
   """
+  if stem_extra is None:
+    trunk, stages = _stages(net)
+    head = [jax.lax.stop_gradient(x)
+            for x in trunk.run_stages(images, 0, num_frozen)]
+    outputs = head + trunk.run_stages(head[-1] if head else images,
+                                      num_frozen, stages)
+    if isinstance(net, VGGEncoder):
+      return [norm(f) for norm, f in zip(net.norms, outputs[2:])]
+    return outputs
   x = normalization.normalize(images, net.input_norm)
   if isinstance(net, VGGEncoder):
     first, *rest = net.trunk.block1
@@ -217,8 +254,8 @@ class MemoryNetwork(nnx.Module):
   def __init__(self, key_backbone: str = "small",
                value_backbone: str = "tiny", key_dim: int = 64,
                value_dim: int = 128, decoder_dim: int = 64,
-               norm_groups: int = 8, extra_readout: int = 0, *,
-               rngs: nnx.Rngs):
+               norm_groups: int = 8, extra_readout: int = 0,
+               frozen_key_stages: int = 0, *, rngs: nnx.Rngs):
     """Builds the network.
 
     Args:
@@ -231,10 +268,14 @@ class MemoryNetwork(nnx.Module):
       norm_groups: GroupNorm groups (clamped to divide each width).
       extra_readout: channels the decoder reads beside the memory readout
         (XMem's sensory memory; 0 for STCN).
+      frozen_key_stages: the key encoder's first stages kept fixed in
+        training (no gradient; `frozen_mask` keeps the optimiser off them).
       rngs: initialisation randomness.
     """
     g = norm_groups
     self.key_encoder, kc, _ = _encoder(key_backbone, g, rngs)
+    frozen_groups(key_backbone, frozen_key_stages)  # validates
+    self.frozen_key_stages = frozen_key_stages
     self.key_proj = resnet.conv(kc[2], key_dim, 3, 1, rngs, use_bias=True)
     self.value_encoder, vc, (kernel, stride, width) = _encoder(
         value_backbone, g, rngs)
@@ -256,7 +297,8 @@ class MemoryNetwork(nnx.Module):
 
   def encode_key(self, frames: jax.Array) -> KeyFeatures:
     """frames (B, H, W, 3) -> KeyFeatures with a leading B axis."""
-    f4, f8, f16 = _features(self.key_encoder, frames)
+    f4, f8, f16 = _features(self.key_encoder, frames,
+                            num_frozen=self.frozen_key_stages)
     return KeyFeatures(self.key_proj(f16), f16, f8, f4)
 
   def encode_value(self, frame: jax.Array, f16: jax.Array,
@@ -399,10 +441,26 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[MemoryFns, Params]:
   """
   net = MemoryNetwork(cfg.key_backbone, cfg.value_backbone, cfg.key_dim,
                       cfg.value_dim, cfg.decoder_dim, cfg.norm_groups,
-                      rngs=rngs)
+                      frozen_key_stages=cfg.frozen_key_stages, rngs=rngs)
   load_encoders(net, cfg)
   graphdef, params = nnx.split(net, nnx.Param)
   return make_fns(graphdef), params
+
+
+def frozen_mask(params: Params, cfg) -> Any:
+  """Per parameter leaf of a memory network built from the `memory` config
+  `cfg`: True for the key encoder's first `cfg.frozen_key_stages` stages
+  (what training leaves unchanged), False elsewhere."""
+  groups = frozen_groups(cfg.key_backbone, cfg.frozen_key_stages)
+
+  def frozen(path, _) -> bool:
+    keys = [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None)))
+            for k in path]
+    if len(keys) < 3 or keys[0] != "key_encoder":
+      return False
+    return (keys[2] if keys[1] == "trunk" else keys[1]) in groups
+
+  return jax.tree_util.tree_map_with_path(frozen, params)
 
 
 def load_encoders(net: MemoryNetwork, cfg) -> None:

@@ -52,7 +52,8 @@ class PropagateConfig:
     return config_fields.from_block(
         cls, m, "config.memory",
         # The network's (metavos.methods.memory_networks.build_network).
-        other_keys=("decoder_dim", "input_norm", "key_backbone", "key_dim",
+        other_keys=("decoder_dim", "frozen_key_stages", "input_norm",
+                    "key_backbone", "key_dim",
                     "key_pretrained", "network", "norm_groups", "remat",
                     "value_backbone", "value_dim", "value_pretrained",
                     "xmem"),

@@ -230,14 +230,14 @@ class XMemNetwork(network.MemoryNetwork):
   def __init__(self, key_backbone: str = "small",
                value_backbone: str = "tiny", key_dim: int = 64,
                value_dim: int = 128, decoder_dim: int = 64,
-               norm_groups: int = 8, sensory_dim: int = 32, *,
-               rngs: nnx.Rngs):
+               norm_groups: int = 8, sensory_dim: int = 32,
+               frozen_key_stages: int = 0, *, rngs: nnx.Rngs):
     """As `network.MemoryNetwork`; `sensory_dim` is the channels of the
     per-object hidden state."""
     # The decoder reads the hidden state beside the memory readout.
     super().__init__(key_backbone, value_backbone, key_dim, value_dim,
                      decoder_dim, norm_groups, extra_readout=sensory_dim,
-                     rngs=rngs)
+                     frozen_key_stages=frozen_key_stages, rngs=rngs)
     c16 = self.key_proj.in_features
     self.shrink_proj = resnet.conv(c16, 1, 3, 1, rngs, use_bias=True)
     self.select_proj = resnet.conv(c16, key_dim, 3, 1, rngs, use_bias=True)
@@ -350,7 +350,7 @@ def build(cfg, rngs: nnx.Rngs) -> tuple[XMemFns, Params]:
   x = cfg.xmem
   net = XMemNetwork(cfg.key_backbone, cfg.value_backbone, cfg.key_dim,
                     cfg.value_dim, cfg.decoder_dim, cfg.norm_groups,
-                    x.sensory_dim, rngs=rngs)
+                    x.sensory_dim, cfg.frozen_key_stages, rngs=rngs)
   network.load_encoders(net, cfg)
   graphdef, params = nnx.split(net, nnx.Param)
   return XMemFns(graphdef, x.long_term_size, x.num_prototypes), params

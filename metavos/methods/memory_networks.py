@@ -102,11 +102,21 @@ def train_on_clips(config: ml_collections.ConfigDict, workdir: str,
 
 
 def make_optimizer(config: ml_collections.ConfigDict):
+  """AdamW with a cosine schedule and gradient clipping; the key encoder's
+  first `memory.frozen_key_stages` stages get no update at all (no weight
+  decay either)."""
   o = config.optim
   rate = optax.cosine_decay_schedule(o.lr, config.train.num_steps,
                                      alpha=o.final_lr_fraction)
-  return optax.chain(optax.clip_by_global_norm(o.grad_clip),
-                     optax.adamw(rate, weight_decay=o.weight_decay))
+  tx = optax.chain(optax.clip_by_global_norm(o.grad_clip),
+                   optax.adamw(rate, weight_decay=o.weight_decay))
+  if not config.memory.frozen_key_stages:
+    return tx
+  labels = lambda params: jax.tree.map(
+      lambda frozen: "frozen" if frozen else "train",
+      network.frozen_mask(params, config.memory))
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               labels)
 
 
 def pretrain_stage_config(config: ml_collections.ConfigDict

@@ -261,7 +261,8 @@ class ResNet(nnx.Module):
   num_stages = 4
   feature_stages = (0, 1, 2, 3)
 
-  def stage_params(self, i: int) -> tuple[str, ...]:
+  @staticmethod
+  def stage_params(i: int) -> tuple[str, ...]:
     return ("conv1", "norm1", "layer1") if i == 0 else (f"layer{i + 1}",)
 
   def run_stages(self, x: jax.Array, start: int, stop: int

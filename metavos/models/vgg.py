@@ -80,7 +80,8 @@ class VGG16(nnx.Module):
   num_stages = 5
   feature_stages = (1, 2, 3, 4)
 
-  def stage_params(self, i: int) -> tuple[str, ...]:
+  @staticmethod
+  def stage_params(i: int) -> tuple[str, ...]:
     return (f"block{i + 1}",)
 
   def run_stages(self, x: jax.Array, start: int, stop: int
