@@ -5,6 +5,7 @@ uninterrupted stream, in threads and in worker processes."""
 import pickle
 
 import ml_collections
+from absl import flags
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,6 +132,9 @@ def test_stream_from_any_step_is_the_uninterrupted_stream(davis_root, threads,
     _assert_same_batch(batch, sample(step))
   # Different steps, different clips: the stream really moves with the step.
   assert not np.array_equal(resumed[0]["frames"], resumed[1]["frames"])
+  # Worker processes did not mark absl's flags parsed for the whole process
+  # (absl logging would then write elsewhere).
+  assert not flags.FLAGS.is_parsed()
 
 
 def test_negative_loader_settings_are_refused():

@@ -172,11 +172,20 @@ def batches(sample: Callable[[int], dict], start: int, stop: int,
       num_threads=max(loader.threads, 1),
       prefetch_buffer_size=max(loader.prefetch, 1)))
   if loader.workers:
-    if not flags.FLAGS.is_parsed():
-      # grain's workers read its absl flags; imported from a notebook or a
-      # test, nothing parsed them: take their defaults.
-      flags.FLAGS.mark_as_parsed()
+    _grain_flags_readable()
     stream = stream.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=loader.workers,
         per_worker_buffer_size=max(loader.prefetch, 1)))
   return iter(stream)
+
+
+def _grain_flags_readable() -> None:
+  """grain reads its absl flags when it starts worker processes. Imported
+  from a notebook or a test, nothing parsed them: mark grain's own flags as
+  given (at their defaults). Not `FLAGS.mark_as_parsed()`: that would also
+  change where absl logging writes for the whole process."""
+  if flags.FLAGS.is_parsed():
+    return
+  for name in list(flags.FLAGS):
+    if name.startswith("grain_"):
+      flags.FLAGS[name].present = max(flags.FLAGS[name].present, 1)
