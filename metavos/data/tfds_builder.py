@@ -199,6 +199,7 @@ class TfdsVideos:
     self._directory = builder.data_dir
     self._source = builder.as_data_source(split=split)
     self._indices = indices
+    self._last = None  # (position, _files(position)) of the last record read
     self._allow_new_objects = metadata["allow_new_objects"]
     self.split, self.year = split, metadata["year"]
     self.resolution = metadata["resolution"]
@@ -225,7 +226,15 @@ class TfdsVideos:
         read_mask=lambda k: io.decode_mask_and_mode(blobs[k], k))
 
   def _files(self, i: int) -> tuple[list[davis.FrameFiles], dict]:
-    """The i-th sequence's frames (keys name the record) and their bytes."""
+    """The i-th sequence's frames (keys name the record) and their bytes.
+    The last record read is kept: indexing a sequence asks for its frames
+    right after loading it."""
+    if self._last is not None and self._last[0] == i:
+      return self._last[1]
+    self._last = (i, self._read_files(i))
+    return self._last[1]
+
+  def _read_files(self, i: int) -> tuple[list[davis.FrameFiles], dict]:
     index = self._indices[i]
     example = self._source[index]
     name = _text(example["name"])

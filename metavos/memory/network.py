@@ -153,13 +153,17 @@ def _encoder(name: str, groups: int, rngs: nnx.Rngs
           (7, 2, spec.widths[0]))
 
 
+# A stride-16 ResNet encoder runs the stem + layer1, layer2 and layer3.
+_RESNET_STAGES = 3
+
+
 def _stages(net: Encoder) -> tuple[Any, int]:
   """(the module with the staged interface of metavos.models, the number of
   its stages a stride-16 encoder runs): VGG16's five blocks; the ResNet's
   stem + layer1, layer2 and layer3."""
   if isinstance(net, VGGEncoder):
     return net.trunk, net.trunk.num_stages
-  return net, 3
+  return net, _RESNET_STAGES
 
 
 def frozen_groups(backbone: str, num_frozen: int) -> frozenset[str]:
@@ -170,7 +174,7 @@ def frozen_groups(backbone: str, num_frozen: int) -> frozenset[str]:
     ValueError: `num_frozen` outside [0, the encoder's stage count].
   """
   trunk, stages = (vgg.VGG16, vgg.VGG16.num_stages) if backbone == "vgg16" \
-      else (resnet.ResNet, 3)
+      else (resnet.ResNet, _RESNET_STAGES)
   if not 0 <= num_frozen <= stages:
     raise ValueError(f"memory.frozen_key_stages={num_frozen}: the {backbone} "
                      f"key encoder has {stages} stages; choose 0..{stages}.")
