@@ -99,7 +99,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, file="configs/eosvos.py", aliases=RECIPES,
                        size=("default", "smoke", "cpu", "tpu"),
                        data=("synthetic", "davis16", "davis17", "ytvos"),
-                       model=("fcn", "maskrcnn"))
+                       model=("fcn", "maskrcnn"),
+                       backbone=("default", "vgg16"))
   common.use_data(c, a.data)
   if a.model == "maskrcnn":
     c.model.name = "maskrcnn"
@@ -163,11 +164,42 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 500
     c.meta.num_inner_steps = 5
     c.finetune.num_steps = 100
+  if a.backbone == "vgg16":
+    if a.model == "maskrcnn":
+      raise ValueError("configs/eosvos.py: backbone=vgg16 is for the dense "
+                       "OSVOS model; the detector keeps its ResNet-FPN.")
+    use_vgg16(c, a.size == "cpu")
   if a.data == "ytvos":
     c.data.kind = "youtube_vos"
     c.data.train_split = "train"
     c.data.split = "valid"
   return c
+
+
+def use_vgg16(c: ml_collections.ConfigDict, cpu: bool) -> None:
+  """e-OSVOS on OSVOS' network: the ImageNet/HED VGG16 with the OSVOS head,
+  started from the OSVOS VGG16 parent (configs/osvos.py, backbone=vgg16),
+  blocks 1-3 frozen in the inner loop (run once per task, as at test time)
+  so the rates cover blocks 4-5 and the head; the inner and outer loss is
+  the parent's per-pixel balanced BCE."""
+  common.use_vgg16(c)
+  c.model.name = "osvos"
+  c.parent = parent_config()
+  v = osvos.get_config("davis16_cpu,backbone=vgg16")
+  c.parent.update(v.parent)
+  c.finetune.frozen_stages = v.finetune.frozen_stages
+  c.finetune.copies = c.meta.support_copies = v.finetune.copies
+  c.finetune.loss = c.meta.loss = v.finetune.loss
+  if cpu:
+    # The OSVOS VGG16 preset's parent (800 steps, ~1 h here): pass
+    # --config.meta.init_from=<that run>/checkpoints to reuse one.
+    c.parent.num_steps = v.train.num_steps
+    c.parent.batch_size = v.train.batch_size
+    c.train.num_steps = 150
+    c.train.log_every = 5
+    c.train.checkpoint_every = 10
+    c.meta.lr_init = 0.02
+    c.meta.lrs_outer_lr = 1e-4
 
 
 def use_small_detector(c: ml_collections.ConfigDict) -> None:

@@ -89,8 +89,12 @@ def clamp_lrs(lrs: LRTree) -> LRTree:
   return jax.tree.map(lambda x: jnp.maximum(x, 0.0), lrs)
 
 
-def lr_summary(lrs: LRTree) -> dict[str, float]:
-  """Mean/min/max over all rates, for logging."""
-  flat = jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(lrs)])
+def lr_summary(lrs: LRTree, frozen=None) -> dict[str, float]:
+  """Mean/min/max over all rates, for logging; with `frozen` (a tree of
+  bools like the parameters), over the adapted layers' rates only."""
+  leaves = jax.tree.leaves(lrs)
+  if frozen is not None and len(leaves) > 1:
+    leaves = [x for x, f in zip(leaves, jax.tree.leaves(frozen)) if not f]
+  flat = jnp.concatenate([jnp.ravel(x) for x in leaves])
   return {"lr_mean": float(flat.mean()), "lr_min": float(flat.min()),
           "lr_max": float(flat.max())}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from metavos.finetune import augment as augment_lib
 from metavos.models import interface
@@ -63,6 +64,38 @@ def make_support_loss(model_loss: ModelLoss, images: jax.Array,
     img, msk, val = augmented_copies(rng, images, masks, valid, copies,
                                      augment)
     return model_loss(params, img, msk, val, jax.random.fold_in(rng, 1))
+
+  return loss_fn
+
+
+def support_bank(prefix_fn, params, images: jax.Array, masks: jax.Array,
+                 valid: jax.Array, rng: jax.Array, bank: int,
+                 augment: dict[str, Any] | None):
+  """The support set of fine-tuning with frozen stages, computed once:
+  `bank` augmented copies of each support frame (the frames themselves
+  without `augment`) through the frozen stages (`prefix_fn` of the model's
+  `split`).
+
+  Returns:
+    (cache, masks, valid), each with leading dim N * bank (N without
+    augment).
+  """
+  img, msk, val = augmented_copies(rng, images, masks, valid, bank, augment)
+  return prefix_fn(params, img), msk, val
+
+
+def make_bank_loss(suffix_fn, pixel_loss, cache, masks: jax.Array,
+                   valid: jax.Array, draw: int):
+  """`loss_fn(params, rng)` on a `support_bank`: each call draws `draw` of
+  its entries (without replacement) and runs only the layers after the
+  frozen stages, so the frozen parameters get zero gradients."""
+  masks, valid = jnp.asarray(masks), jnp.asarray(valid)
+
+  def loss_fn(params, rng):
+    idx = jax.random.choice(rng, masks.shape[0], (draw,), replace=False)
+    logits = suffix_fn(params, jax.tree.map(lambda a: a[idx], cache),
+                       masks.shape[-2:])
+    return pixel_loss(logits[..., 0], masks[idx], valid[idx])
 
   return loss_fn
 

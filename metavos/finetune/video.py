@@ -110,13 +110,9 @@ def _bank(params, images, masks, valid, keys, *, model: interface.VOSModel,
   augmented copies of each support frame through the frozen stages.
   vmapped over objects; returns (cache, masks, valid), N * bank each."""
   prefix_fn, _ = model.split(cfg.frozen_stages)
-
-  def one(p, img, msk, val, key):
-    img, msk, val = support.augmented_copies(key, img, msk, val, cfg.bank,
-                                             _augment(cfg))
-    return prefix_fn(p, img), msk, val
-
-  return jax.vmap(one)(params, images, masks, valid, keys)
+  return jax.vmap(functools.partial(
+      support.support_bank, prefix_fn, bank=cfg.bank,
+      augment=_augment(cfg)))(params, images, masks, valid, keys)
 
 
 @functools.partial(jax.jit,
@@ -131,11 +127,7 @@ def _adapt_cached(params, lrs, cache, masks, valid, keys, velocity, *,
   pixel_loss = losses.get_loss(cfg.loss)
 
   def one(p, c, msk, val, key, vel):
-    def loss_fn(theta, rng):
-      idx = jax.random.choice(rng, msk.shape[0], (draw,), replace=False)
-      logits = suffix_fn(theta, jax.tree.map(lambda a: a[idx], c),
-                         msk.shape[-2:])
-      return pixel_loss(logits[..., 0], msk[idx], val[idx])
+    loss_fn = support.make_bank_loss(suffix_fn, pixel_loss, c, msk, val, draw)
     return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                             momentum=cfg.momentum, first_order=True,
                             unroll=cfg.unroll, velocity=vel)

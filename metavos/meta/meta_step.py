@@ -28,6 +28,8 @@ Batch = dict[str, jax.Array]
 PRNGKey = jax.Array
 # fold_in data for the query loss's key, apart from the inner steps' keys.
 _QUERY_STREAM = 0x7FFF
+# fold_in data of the augmented support bank (frozen stages).
+_BANK_STREAM = 0x7FFD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,11 @@ class MetaConfig:
   remat: bool = False
   unroll: bool | int = True
   tasks_per_call: int = 0     # 0: vmap all local tasks; N: N at a time.
+  # finetune.frozen_stages / finetune.bank: the backbone's first stages stay
+  # fixed in the inner loop (and are not meta-learned); each task runs them
+  # once on a bank of augmented support copies, as test-time fine-tuning.
+  frozen_stages: int = 0
+  bank: int = 16
 
 
 def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
@@ -51,6 +58,8 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
     (loss, aux) with aux the support loss before the first and after the
     last inner step.
   """
+  if cfg.frozen_stages:
+    return _task_loss_frozen(meta_params, task, rng, model, cfg)
   model_loss = model.make_loss(losses.get_loss(cfg.loss))
   augment = dict(cfg.augment) if cfg.augment else None
   support_loss = support.make_support_loss(
@@ -68,8 +77,46 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
       jax.random.fold_in(query_rng, 1), task["query_image"],
       task["query_mask"], task["query_valid"], 1, augment)
   q = support.query_loss(model_loss, adapted.params, *query, query_rng)
-  return q, {"support_loss_first": adapted.losses[0],
-             "support_loss_last": adapted.losses[-1]}
+  return q, _support_aux(adapted)
+
+
+def _support_aux(adapted: inner_loop.AdaptResult) -> dict[str, jax.Array]:
+  return {"support_loss_first": adapted.losses[0],
+          "support_loss_last": adapted.losses[-1]}
+
+
+def _task_loss_frozen(meta_params: MetaParams, task: Batch, rng: PRNGKey,
+                      model: interface.VOSModel, cfg: MetaConfig):
+  """`task_loss` with the first `cfg.frozen_stages` stages fixed: they run
+  once per task, on a bank of `cfg.bank` augmented support copies (every
+  inner step draws `support_copies` of them) and on the query frames, under
+  stop_gradient (they are not meta-learned), and the inner steps run only
+  the layers after them, as test-time fine-tuning does
+  (`metavos.finetune.video`)."""
+  prefix_fn, suffix_fn = model.split(cfg.frozen_stages)
+  pixel_loss = losses.get_loss(cfg.loss)
+  augment = dict(cfg.augment) if cfg.augment else None
+  init = meta_params["init"]
+
+  def prefix(params, images):
+    return jax.lax.stop_gradient(prefix_fn(params, images))
+
+  cache, masks, valid = support.support_bank(
+      prefix, init, task["support_image"][None], task["support_mask"][None],
+      task["support_valid"][None], jax.random.fold_in(rng, _BANK_STREAM),
+      cfg.bank, augment)
+  draw = cfg.support_copies if augment else 1
+  adapted = inner_loop.adapt(
+      support.make_bank_loss(suffix_fn, pixel_loss, cache, masks, valid,
+                             draw),
+      init, meta_params["lrs"], rng, cfg.num_inner_steps,
+      first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
+  query_rng = jax.random.fold_in(rng, _QUERY_STREAM)
+  images, masks, valid = support.augmented_copies(
+      jax.random.fold_in(query_rng, 1), task["query_image"],
+      task["query_mask"], task["query_valid"], 1, augment)
+  logits = suffix_fn(adapted.params, prefix(init, images), masks.shape[-2:])
+  return pixel_loss(logits[..., 0], masks, valid), _support_aux(adapted)
 
 
 def batch_loss(meta_params: MetaParams, batch: Batch, keys: PRNGKey,
@@ -109,8 +156,8 @@ def loss_and_grads(meta_params: MetaParams, batch: Batch, rng: PRNGKey, *,
 
 def make_optimizer(learning_rate: float, weight_decay: float,
                    train_lrs: bool = True,
-                   lrs_learning_rate: float | None = None
-                   ) -> optax.GradientTransformation:
+                   lrs_learning_rate: float | None = None,
+                   frozen=None) -> optax.GradientTransformation:
   """Outer optimiser: RAdam, decoupled weight decay on the init only.
 
   Args:
@@ -119,6 +166,9 @@ def make_optimizer(learning_rate: float, weight_decay: float,
     train_lrs: False freezes the learned rates (meta-fine-tuning only the
       initialisation on a second dataset, as in the paper).
     lrs_learning_rate: outer rate for the learning rates (default: same).
+    frozen: a tree of bools like the parameters (`VOSModel.frozen_mask`),
+      True on frozen stages: their initialisation and rates get no update
+      and no weight decay. None: everything is meta-learned.
   """
   init_tx = optax.chain(optax.scale_by_radam(),
                         optax.add_decayed_weights(weight_decay),
@@ -126,15 +176,33 @@ def make_optimizer(learning_rate: float, weight_decay: float,
   lrs_tx = (optax.chain(optax.scale_by_radam(),
                         optax.scale(-(lrs_learning_rate or learning_rate)))
             if train_lrs else optax.set_to_zero())
-  return optax.multi_transform({"init": init_tx, "lrs": lrs_tx},
-                               {"init": "init", "lrs": "lrs"})
+  if frozen is None:
+    return optax.multi_transform({"init": init_tx, "lrs": lrs_tx},
+                                 {"init": "init", "lrs": "lrs"})
+
+  def labels(meta_params):
+    def tree(label):
+      return jax.tree.map(lambda f: "fixed" if f else label, frozen)
+    # A "global" rate is one scalar, not a tree like the parameters.
+    per_leaf = (jax.tree.structure(meta_params["lrs"])
+                == jax.tree.structure(meta_params["init"]))
+    return {"init": tree("init"), "lrs": tree("lrs") if per_leaf else "lrs"}
+
+  return optax.multi_transform(
+      {"init": init_tx, "lrs": lrs_tx, "fixed": optax.set_to_zero()}, labels)
 
 
 def init_meta_params(params, lr_mode: str, lr_init: float,
-                     lr_jitter: float = 0.0,
-                     rng: PRNGKey | None = None) -> MetaParams:
-  return {"init": params,
-          "lrs": lrs_lib.init_lrs(params, lr_mode, lr_init, lr_jitter, rng)}
+                     lr_jitter: float = 0.0, rng: PRNGKey | None = None,
+                     frozen=None) -> MetaParams:
+  """`{"init": params, "lrs": rates}`; with `frozen` (a tree of bools like
+  `params`), the frozen parameters' rates are 0: the rates cover exactly
+  the adapted layers (a "global" rate stays one scalar)."""
+  lrs = lrs_lib.init_lrs(params, lr_mode, lr_init, lr_jitter, rng)
+  if frozen is not None and lr_mode != "global":
+    lrs = jax.tree.map(lambda r, f: jnp.zeros_like(r) if f else r, lrs,
+                       frozen)
+  return {"init": params, "lrs": lrs}
 
 
 def meta_update(meta_params: MetaParams, opt_state, batch: Batch,

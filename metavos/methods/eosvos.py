@@ -37,26 +37,51 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
       augment=tuple(sorted(m.augment.to_dict().items())) if m.augment
       else None,
       unroll=setup.unroll(config),
-      tasks_per_call=platform.items_per_call(m.tasks_per_call))
+      tasks_per_call=platform.items_per_call(m.tasks_per_call),
+      # What adapts is test-time fine-tuning's setting, so meta-training
+      # learns the inner loop evaluation runs.
+      frozen_stages=config.finetune.frozen_stages,
+      bank=config.finetune.bank)
 
 
-def make_optimizer(config: ml_collections.ConfigDict):
+def frozen_mask(config: ml_collections.ConfigDict, model: setup.Model):
+  """The parameters `finetune.frozen_stages` keeps fixed (a tree of bools),
+  or None when every layer adapts.
+
+  Raises:
+    ValueError: frozen stages on a model that cannot be split (the
+      detector), or more stages than its backbone has.
+  """
+  n = config.finetune.frozen_stages
+  if not n:
+    return None
+  if model.vos.frozen_mask is None:
+    raise ValueError(f"finetune.frozen_stages={n} needs a dense model (fcn, "
+                     f"osvos); {config.model.name} adapts every layer: set "
+                     "--config.finetune.frozen_stages=0.")
+  return model.vos.frozen_mask(model.params, n)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, frozen=None):
+  """The outer optimiser; `frozen` as `frozen_mask` returns it."""
   m = config.meta
   return meta_step.make_optimizer(m.outer_lr, m.weight_decay, m.train_lrs,
-                                  m.lrs_outer_lr)
+                                  m.lrs_outer_lr, frozen)
 
 
-def initial_meta_params(config, params):
-  """Meta-parameters starting from `params`; pure, so it can be traced."""
+def initial_meta_params(config, params, frozen=None):
+  """Meta-parameters starting from `params`; pure, so it can be traced.
+  `frozen` as `frozen_mask` returns it (those layers' rates are 0)."""
   rng = jax.random.key(config.seed + 2)
   return meta_step.init_meta_params(params, config.meta.lr_mode,
                                     config.meta.lr_init, config.meta.lr_jitter,
-                                    rng)
+                                    rng, frozen)
 
 
 def make_update(config, model: setup.Model, mesh):
   """The jitted outer step: batch sharded on `data`, state replicated."""
-  cfg, tx = meta_config(config), make_optimizer(config)
+  cfg = meta_config(config)
+  tx = make_optimizer(config, frozen_mask(config, model))
 
   def update(state, batch, rng):
     mp, opt, metrics = meta_step.meta_update(
@@ -109,6 +134,7 @@ def train(config: ml_collections.ConfigDict, workdir: str):
                      f"--config.meta.init_from={config.train.init_from}.")
   mesh = sharding.make_mesh(config.num_devices or None)
   model = setup.build_model(config, config.seed)
+  frozen = frozen_mask(config, model)  # validates finetune.frozen_stages
   sampler = sampling.TaskSampler(setup.train_videos(config, workdir),
                                  config.meta.num_query, config.seed)
   logging.info("%d meta-training tasks (sequence, object)", len(sampler))
@@ -117,7 +143,8 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   state = train_loop.run(
       config, workdir, mesh=mesh,
       init_state=lambda: train_loop.initial_state(
-          initial_meta_params(config, params), make_optimizer(config), mesh,
+          initial_meta_params(config, params, frozen),
+          make_optimizer(config, frozen), mesh,
           key="meta_params"),
       update=make_update(config, model, mesh),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
@@ -131,11 +158,14 @@ def load_segmenter(config: ml_collections.ConfigDict, workdir: str,
   `train` returned it, else restored), bound to a test-time segmenter."""
   meta_params, model = trained or (None,
                                    setup.build_model(config, config.seed))
+  frozen = frozen_mask(config, model)
   if meta_params is None:
     abstract = initial_meta_params(config, model.params)
     meta_params = checkpoint.restore_subtree(
         setup.trained_checkpoint(config, workdir), "meta_params", abstract)
-  logging.info("Learned rates: %s", lrs_lib.lr_summary(meta_params["lrs"]))
+  logging.info("Learned rates%s: %s",
+               " (adapted layers)" if frozen is not None else "",
+               lrs_lib.lr_summary(meta_params["lrs"], frozen))
   return video_lib.BoundSegmenter(
       setup.video_segmenter(config, model), meta_params["init"],
       meta_params["lrs"])

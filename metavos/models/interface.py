@@ -52,12 +52,16 @@ class VOSModel:
       `num_frozen` backbone stages run apart, so fine-tuning that keeps them
       fixed runs them once per support image; None when the model cannot be
       split (the detector).
+    frozen_mask: with `split`, `frozen_mask(params, num_frozen)` -> a tree
+      of bools like `params`, True on the parameters of those stages
+      (`segmenter.frozen_mask`).
   """
   make_loss: Callable[[PixelLoss], LossFn]
   init_state: Callable[[jax.Array], State]
   predict: Callable[[Params, State, jax.Array, PRNGKey],
                     tuple[jax.Array, State]]
   split: Callable[[int], tuple[Callable, Callable]] | None = None
+  frozen_mask: Callable[[Params, int], Any] | None = None
 
   @property
   def stateful(self) -> bool:
@@ -67,7 +71,8 @@ class VOSModel:
 
 
 def dense_model(apply_fn: Callable[[Params, jax.Array], jax.Array],
-                split: Callable[[int], tuple[Callable, Callable]] | None = None
+                split: Callable[[int], tuple[Callable, Callable]] | None = None,
+                frozen_mask: Callable[[Params, int], Any] | None = None
                 ) -> VOSModel:
   """The interface of a dense segmenter `apply_fn(params, images) -> logits`.
 
@@ -88,4 +93,4 @@ def dense_model(apply_fn: Callable[[Params, jax.Array], jax.Array],
     return jax.nn.sigmoid(logits), state
 
   return VOSModel(make_loss=make_loss, init_state=lambda mask: (),
-                  predict=predict, split=split)
+                  predict=predict, split=split, frozen_mask=frozen_mask)

@@ -156,4 +156,5 @@ def make_vos_model(model_config: ml_collections.ConfigDict,
     return maskrcnn.make_vos_model(graphdef)
   return interface.dense_model(
       segmenter.make_apply_fn(graphdef),
-      functools.partial(segmenter.make_split_apply_fns, graphdef))
+      functools.partial(segmenter.make_split_apply_fns, graphdef),
+      functools.partial(segmenter.frozen_mask, graphdef))

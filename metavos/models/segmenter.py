@@ -120,6 +120,20 @@ def frozen_params(backbone, num_frozen: int) -> tuple[str, ...]:
                for name in backbone.stage_params(i))
 
 
+def frozen_mask(graphdef: nnx.GraphDef, params: Params, num_frozen: int):
+  """A tree of bools like `params`: True on the parameters of the
+  backbone's first `num_frozen` stages (what fine-tuning with
+  `frozen_stages=num_frozen` keeps fixed)."""
+  names = set(frozen_params(nnx.merge(graphdef, params).backbone,
+                            num_frozen))
+
+  def is_frozen(path, _) -> bool:
+    keys = [getattr(k, "key", None) for k in path[:2]]
+    return keys[0] == "backbone" and keys[1] in names
+
+  return jax.tree_util.tree_map_with_path(is_frozen, params)
+
+
 def make_split_apply_fns(graphdef: nnx.GraphDef, num_frozen: int):
   """`(prefix_fn, suffix_fn)` that together equal `make_apply_fn(graphdef)`.
 
