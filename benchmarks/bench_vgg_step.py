@@ -99,14 +99,8 @@ def bench_torch(dtype_name, images, target, repeats, threads):
       for p, g in zip(params, grads):
         p.sub_(1e-3 * g)
 
-  step()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - t0)
-  return {"step_s": sorted(times)[len(times) // 2], "torch": torch.__version__,
-          "threads": torch.get_num_threads()}
+  return {"step_s": common.time_fn(step, repeats=repeats),
+          "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def main():

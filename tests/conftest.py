@@ -1,6 +1,5 @@
 """Shared test fixtures."""
 
-import os
 import pathlib
 
 import jax
@@ -45,59 +44,36 @@ def fast_compile():
 
 
 @pytest.fixture
-def fast_compile_cached():
-  """`fast_compile` for one test, for end-to-end tests that run the same
-  program in several runs (train, resume, evaluate from restore): with the
-  session's compilation cache, later runs reuse the first's programs."""
-  old = _set({"jax_disable_most_optimizations": True})
+def fast_compile_cached(tmp_path_factory):
+  """`fast_compile` plus a persistent compilation cache for one test.
+
+  For end-to-end tests that run the same program in several runs (train,
+  resume, evaluate from restore): later runs reuse the first's compiled
+  programs instead of compiling them again.
+  """
+  old = _set({"jax_disable_most_optimizations": True,
+              "jax_compilation_cache_dir":
+                  str(tmp_path_factory.mktemp("jax_cache")),
+              "jax_persistent_cache_min_compile_time_secs": 0})
+  compilation_cache.reset_cache()  # takes the directory set above
   yield
   _set(old)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def shared_compilation_cache(tmp_path_factory):
-  """One persistent compilation cache for the whole run, shared by the
-  xdist workers and by the subprocesses tests start (through
-  JAX_COMPILATION_CACHE_DIR): a program that several tests compile (the
-  smoke configs many end-to-end tests run) compiles once. A cache key
-  covers the program and the compile options (`fast_compile`'s included),
-  so a hit is the executable compiling would give."""
-  base = tmp_path_factory.getbasetemp()
-  # Under xdist each worker has its own base directory in the run's one.
-  root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-  path = root / "jax_cache"
-  path.mkdir(exist_ok=True)
-  env = {"JAX_COMPILATION_CACHE_DIR": str(path),
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(_CACHE_MIN_SECS)}
-  old_env = {k: os.environ.get(k) for k in env}
-  os.environ.update(env)
-  old = _set({"jax_compilation_cache_dir": str(path),
-              "jax_persistent_cache_min_compile_time_secs": _CACHE_MIN_SECS})
-  compilation_cache.reset_cache()  # takes the directory set above
-  yield path
-  _set(old)
   compilation_cache.reset_cache()
-  for k, v in old_env.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
 
 
-# Programs that compile faster than this are not worth a cache file.
-_CACHE_MIN_SECS = 0.3
-
-
-# The slowest files (measured with --durations on the 2-core box), longest
-# first. `--dist loadfile` hands whole files to the two workers in
+# The slowest files (measured with --durations on the 2-core box,
+# 2026-12-03), longest first. `--dist loadfile` hands whole files to the two workers in
 # collection order, so starting with these packs the run tighter than
 # leaving a 2-4 minute file for last while the other worker idles.
 _SLOW_FILES = (
-    "test_meta_sharding.py", "test_oneshot_sharding.py",
-    "test_methods_end_to_end.py", "test_maskrcnn_end_to_end.py",
-    "test_multihost.py", "test_twoshot_pipeline.py",
-    "test_memory_end_to_end.py", "test_memory_oneshot.py",
-    "test_memory_pretrain.py", "test_oneshot_end_to_end.py",
+    "test_memory_methods_xmem.py", "test_methods_end_to_end.py",
+    "test_multihost.py", "test_oneshot_sharding.py",
+    "test_maskrcnn_end_to_end.py", "test_kill_resume.py",
+    "test_memory_oneshot.py", "test_twoshot_pipeline.py",
+    "test_segment_cli.py", "test_oneshot_end_to_end.py",
+    "test_memory_end_to_end.py", "test_notebook.py",
+    "test_memory_pretrain.py", "test_multihost_eval.py",
+    "test_memory_chain.py", "test_meta_frozen.py",
 )
 
 
