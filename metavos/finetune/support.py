@@ -15,6 +15,9 @@ import jax.numpy as jnp
 from metavos.finetune import augment as augment_lib
 from metavos.models import interface
 
+# fold_in data of the augmented support bank of frozen-stage fine-tuning
+# (test time and e-OSVOS meta-training alike).
+BANK_STREAM = 0x7FFD
 # The model's loss for one object (`VOSModel.make_loss(pixel_loss)`).
 ModelLoss = interface.LossFn
 

@@ -36,8 +36,6 @@ from metavos.runtime import chunking, config_fields, platform
 
 # fold_in data of the prediction keys (box jitter), apart from adaptation's.
 _PREDICT_STREAM = 0x7FFE
-# fold_in data of the augmented support bank of frozen-stage fine-tuning.
-_BANK_STREAM = 0x7FFD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +215,7 @@ class VideoSegmenter:
     velocity = jax.tree.map(jnp.zeros_like, params) if cfg.momentum else None
     if cfg.frozen_stages:  # the frozen stages run once, here
       bank_keys = jax.random.split(
-          jax.random.fold_in(rng, _BANK_STREAM), k)[objects]
+          jax.random.fold_in(rng, support.BANK_STREAM), k)[objects]
       cache, masks, valid = _bank(params, images, masks, valid, bank_keys,
                                   **static)
       draw = images.shape[1] * (cfg.copies if self._aug else 1)

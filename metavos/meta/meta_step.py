@@ -28,8 +28,6 @@ Batch = dict[str, jax.Array]
 PRNGKey = jax.Array
 # fold_in data for the query loss's key, apart from the inner steps' keys.
 _QUERY_STREAM = 0x7FFF
-# fold_in data of the augmented support bank (frozen stages).
-_BANK_STREAM = 0x7FFD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +101,8 @@ def _task_loss_frozen(meta_params: MetaParams, task: Batch, rng: PRNGKey,
 
   cache, masks, valid = support.support_bank(
       prefix, init, task["support_image"][None], task["support_mask"][None],
-      task["support_valid"][None], jax.random.fold_in(rng, _BANK_STREAM),
-      cfg.bank, augment)
+      task["support_valid"][None],
+      jax.random.fold_in(rng, support.BANK_STREAM), cfg.bank, augment)
   draw = cfg.support_copies if augment else 1
   adapted = inner_loop.adapt(
       support.make_bank_loss(suffix_fn, pixel_loss, cache, masks, valid,
