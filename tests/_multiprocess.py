@@ -23,7 +23,8 @@ def start(tmp_path, name: str, script: str, args, devices: int,
   multi-process job (none: a process alone)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+             XLA_FLAGS=(f"{os.environ.get('XLA_FLAGS', '')} "
+                        f"--xla_force_host_platform_device_count={devices}"),
              **extra_env)
   for var in ("METAVOS_COORDINATOR", "METAVOS_NUM_PROCESSES",
               "METAVOS_PROCESS_ID"):

@@ -4,8 +4,18 @@ trainers and propagation depend on the interface, not on the network."""
 import dataclasses
 
 import jax
+from flax import nnx
 
 from metavos.memory import bank, network
+
+
+def tiny_stcn():
+  """The STCN-like MemoryNetwork at its smallest (tiny backbones, 8-channel
+  keys, values and decoder; fixed init): `(fns, params)`."""
+  net = network.MemoryNetwork("tiny", "tiny", key_dim=8, value_dim=8,
+                              decoder_dim=8, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(net, nnx.Param)
+  return network.make_fns(graphdef), params
 
 
 def _pool(x, s):

@@ -53,6 +53,29 @@ def test_momentum_matches_optax_sgd():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_max_grad_norm_clips_each_step_to_that_global_norm():
+  params, loss_fn = _problem()
+  rng = jax.random.key(4)
+  lr = 0.1
+  norm = float(optax.global_norm(jax.grad(loss_fn)(params,
+                                                   jax.random.split(rng, 1)[0])))
+  assert norm > 0.1  # the first step's gradient is large enough to clip
+  step = lambda clip: inner_loop.adapt(loss_fn, params, jnp.asarray(lr), rng,
+                                       1, max_grad_norm=clip).params
+  moved = lambda p: float(optax.global_norm(
+      jax.tree.map(lambda a, b: a - b, p, params)))
+  # Clipped: the update is lr * max_norm long, in the gradient's direction.
+  clipped, free = step(norm / 4), step(0.0)
+  np.testing.assert_allclose(moved(clipped), lr * norm / 4, rtol=1e-5)
+  for a, b, p0 in zip(jax.tree.leaves(clipped), jax.tree.leaves(free),
+                      jax.tree.leaves(params)):
+    np.testing.assert_allclose(a - p0, (b - p0) / 4, rtol=1e-5, atol=1e-8)
+  # A norm above the gradient's changes nothing; 0 means no clipping.
+  for a, b in zip(jax.tree.leaves(step(norm * 2)), jax.tree.leaves(free)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(moved(free), lr * norm, rtol=1e-5)
+
+
 @pytest.mark.parametrize("unroll", [True, 1, 2])
 def test_unroll_and_remat_do_not_change_results(unroll):
   params, loss_fn = _problem()

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from metavos.memory import chain, losses, network
+from _toy_memory import tiny_stcn
+from metavos.memory import chain, losses
 
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -18,16 +18,14 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 @pytest.fixture(scope="module")
 def setup(fast_compile):
   del fast_compile
-  net = network.MemoryNetwork("tiny", "tiny", key_dim=8, value_dim=8,
-                              decoder_dim=8, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(net, nnx.Param)
+  fns, params = tiny_stcn()
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.random((4, 32, 32, 3)), jnp.float32)
   labels = np.zeros((4, 2, 32, 32), np.float32)
   for t in range(4):  # two squares drifting right
     labels[t, 0, 4:14, 2 + 2 * t:12 + 2 * t] = 1
     labels[t, 1, 18:28, 20 - 2 * t:30 - 2 * t] = 1
-  return network.make_fns(graphdef), params, frames, jnp.asarray(labels)
+  return fns, params, frames, jnp.asarray(labels)
 
 
 def _loss(params, fns, frames, labels, **kw):

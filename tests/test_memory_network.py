@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from _toy_memory import tiny_stcn
 from metavos.memory import network
 
 
@@ -39,15 +40,8 @@ def test_absent_objects_get_zero_probability_and_change_nothing_else():
                              atol=1e-6)
 
 
-def _fns():
-  net = network.MemoryNetwork("tiny", "tiny", key_dim=8, value_dim=8,
-                              decoder_dim=8, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(net, nnx.Param)
-  return network.make_fns(graphdef), params
-
-
 def test_shapes_and_per_object_values_do_not_mix_objects():
-  fns, params = _fns()
+  fns, params = tiny_stcn()
   rng = np.random.default_rng(2)
   frame = jnp.asarray(rng.random((40, 56, 3)), jnp.float32)
   masks = jnp.asarray(rng.random((3, 40, 56)), jnp.float32)

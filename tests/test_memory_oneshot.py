@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
+from _toy_memory import tiny_stcn
 from metavos.finetune import augment
 from metavos.memory import forward_backward as fb
-from metavos.memory import network, static_clips
+from metavos.memory import static_clips
 from metavos.methods import oneshot
 
 # Forward frames of the rolled/unrolled test (scans of length 2, so the two
@@ -26,15 +26,13 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 @pytest.fixture(scope="module")
 def setup(fast_compile):
   del fast_compile
-  net = network.MemoryNetwork("tiny", "tiny", key_dim=8, value_dim=8,
-                              decoder_dim=8, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(net, nnx.Param)
+  fns, params = tiny_stcn()
   rng = np.random.default_rng(0)
   frames = jnp.asarray(rng.random((T + 1, 32, 32, 3)), jnp.float32)
   masks = np.zeros((2, 32, 32), np.float32)
   masks[0, 4:14, 2:12] = 1
   masks[1, 18:28, 20:30] = 1
-  return network.make_fns(graphdef), params, frames, jnp.asarray(masks)
+  return fns, params, frames, jnp.asarray(masks)
 
 
 @functools.lru_cache(maxsize=None, typed=True)  # unroll=True is not 1

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
+from _toy_memory import tiny_stcn
 from metavos.data import davis
-from metavos.memory import chain, network, propagate
+from metavos.memory import chain, propagate
 
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.usefixtures("fast_compile")
 @pytest.fixture(scope="module")
 def net(fast_compile):
   del fast_compile
-  m = network.MemoryNetwork("tiny", "tiny", key_dim=8, value_dim=8,
-                            decoder_dim=8, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(m, nnx.Param)
-  return network.make_fns(graphdef), params
+  return tiny_stcn()
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,15 @@ def test_unknown_loss_fails_before_training(tmp_path, never_trains):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
+@pytest.mark.parametrize("clip", [-1.0, float("nan")])
+def test_negative_gradient_clip_fails_before_training(tmp_path, never_trains,
+                                                      clip):
+  config = osvos.get_config("smoke")
+  config.finetune.max_grad_norm = clip
+  with pytest.raises(ValueError, match="config.finetune.max_grad_norm"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
 def test_unknown_evaluation_split_fails_before_training(tmp_path, data,
                                                          never_trains):
   with pytest.raises(DataError, match="split 'vall'.*use one of"):

@@ -91,7 +91,8 @@ def test_two_cpu_processes_compute_like_one(tmp_path):
   procs = []
   for process_id in range(2):
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               XLA_FLAGS=(f"{os.environ.get('XLA_FLAGS', '')} "
+                          "--xla_force_host_platform_device_count=2"),
                METAVOS_COORDINATOR=f"127.0.0.1:{port}",
                METAVOS_NUM_PROCESSES="2", METAVOS_PROCESS_ID=str(process_id))
     log = open(tmp_path / f"process_{process_id}.log", "w+")

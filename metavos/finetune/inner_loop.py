@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from metavos.finetune import lrs as lrs_lib
 
@@ -50,10 +51,21 @@ def sgd_update(params: Params, grads: Params, lrs: Params,
   return params, velocity
 
 
+def clip_by_global_norm(grads: Params, max_norm: float) -> Params:
+  """`grads` scaled by min(1, max_norm / ||grads||), the norm over the whole
+  tree (optax.clip_by_global_norm's rule); max_norm 0 leaves them as they
+  are."""
+  if not max_norm:
+    return grads
+  norm = optax.global_norm(grads)
+  scale = jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-12))
+  return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)
+
+
 def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
           rng: PRNGKey, num_steps: int, *, momentum: float = 0.0,
           first_order: bool = True, remat: bool = False,
-          unroll: bool | int = True,
+          unroll: bool | int = True, max_grad_norm: float = 0.0,
           velocity: Params | None = None) -> AdaptResult:
   """Runs `num_steps` of SGD on `loss_fn` starting from `params`.
 
@@ -71,6 +83,9 @@ def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
       for the activations at the cost of recomputation).
     unroll: `lax.scan` unrolling; True unrolls fully (fast on XLA:CPU),
       1 keeps a rolled loop (fast to compile, what accelerators want).
+    max_grad_norm: each step's gradient is scaled down to at most this
+      global norm before the update (0: never): one hand-tuned rate then
+      cannot blow up on a frame whose loss is unusually steep.
     velocity: momentum buffer to continue from (chunked adaptation).
 
   Returns:
@@ -86,6 +101,7 @@ def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
     loss, grads = grad_fn(theta, key)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
+    grads = clip_by_global_norm(grads, max_grad_norm)
     theta, vel = sgd_update(theta, grads, lr_tree, vel, momentum)
     return (theta, vel), loss
 

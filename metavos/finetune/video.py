@@ -57,6 +57,7 @@ class FinetuneConfig:
   bg_threshold: float = 0.5
   frozen_stages: int = 0
   bank: int = 16
+  max_grad_norm: float = 0.0
   contour: str = ""
   contour_cell: int = 8
   contour_threshold: float = 0.8
@@ -128,7 +129,8 @@ def _adapt_cached(params, lrs, cache, masks, valid, keys, velocity, *,
     loss_fn = support.make_bank_loss(suffix_fn, pixel_loss, c, msk, val, draw)
     return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                             momentum=cfg.momentum, first_order=True,
-                            unroll=cfg.unroll, velocity=vel)
+                            unroll=cfg.unroll,
+                            max_grad_norm=cfg.max_grad_norm, velocity=vel)
 
   return jax.vmap(one)(params, cache, masks, valid, keys, velocity)
 
@@ -145,7 +147,8 @@ def _adapt(params, lrs, images, masks, valid, keys, velocity, *,
                                         augment=_augment(cfg))
     return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                             momentum=cfg.momentum, first_order=True,
-                            unroll=cfg.unroll, velocity=vel)
+                            unroll=cfg.unroll,
+                            max_grad_norm=cfg.max_grad_norm, velocity=vel)
 
   return jax.vmap(one)(params, images, masks, valid, keys, velocity)
 
@@ -315,6 +318,7 @@ class VideoSegmenter:
         t1 = time.perf_counter()
         cur = self._online(first_params, lrs, sup_img, sup_msk, sup_val,
                            frames, small, start, rng)
+        jax.block_until_ready(cur)  # else the time is only the dispatch
         ona_seconds += time.perf_counter() - t1
       for b, e in _chunks(start, stop, cfg.frames_per_call, starts):
         if b in starts:

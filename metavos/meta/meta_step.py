@@ -46,6 +46,7 @@ class MetaConfig:
   # once on a bank of augmented support copies, as test-time fine-tuning.
   frozen_stages: int = 0
   bank: int = 16
+  max_grad_norm: float = 0.0  # finetune.max_grad_norm, as at test time.
 
 
 def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
@@ -67,7 +68,7 @@ def task_loss(meta_params: MetaParams, task: Batch, rng: PRNGKey,
   adapted = inner_loop.adapt(
       support_loss, meta_params["init"], meta_params["lrs"], rng,
       cfg.num_inner_steps, first_order=cfg.first_order, remat=cfg.remat,
-      unroll=cfg.unroll)
+      unroll=cfg.unroll, max_grad_norm=cfg.max_grad_norm)
   # The inner loop splits `rng` itself; the query draws from a folded key,
   # and is augmented like the support (one copy of each query frame).
   query_rng = jax.random.fold_in(rng, _QUERY_STREAM)
@@ -108,7 +109,8 @@ def _task_loss_frozen(meta_params: MetaParams, task: Batch, rng: PRNGKey,
       support.make_bank_loss(suffix_fn, pixel_loss, cache, masks, valid,
                              draw),
       init, meta_params["lrs"], rng, cfg.num_inner_steps,
-      first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll)
+      first_order=cfg.first_order, remat=cfg.remat, unroll=cfg.unroll,
+      max_grad_norm=cfg.max_grad_norm)
   query_rng = jax.random.fold_in(rng, _QUERY_STREAM)
   images, masks, valid = support.augmented_copies(
       jax.random.fold_in(query_rng, 1), task["query_image"],

@@ -41,7 +41,8 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
       # What adapts is test-time fine-tuning's setting, so meta-training
       # learns the inner loop evaluation runs.
       frozen_stages=config.finetune.frozen_stages,
-      bank=config.finetune.bank)
+      bank=config.finetune.bank,
+      max_grad_norm=config.finetune.max_grad_norm)
 
 
 def frozen_mask(config: ml_collections.ConfigDict, model: setup.Model):

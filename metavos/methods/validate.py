@@ -60,6 +60,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         losses.get_loss(config[section][name])
       except ValueError as e:
         raise ValueError(f"config.{key}: {e}") from None
+  clip = config.get("finetune", {}).get("max_grad_norm", 0.0)
+  if not clip >= 0:  # also catches NaN
+    raise ValueError(f"config.finetune.max_grad_norm must be >= 0 (0: no "
+                     f"clipping), got {clip!r}.")
 
 
 def splits_read(config: ml_collections.ConfigDict) -> list[str]:
