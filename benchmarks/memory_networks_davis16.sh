@@ -33,7 +33,10 @@ for NET in $NETWORKS; do
     # Seed 0 trains the stage (oneshot_davis16.sh puts it in $S/pretrain);
     # the other seeds start from its checkpoints.
     INIT=""
-    [ "$SEED" != 0 ] && INIT="--config.train.init_from=$STAGE/checkpoints"
+    # (No stage when EXTRA sets --config.pretrain.synthetic_steps=0.)
+    if [ "$SEED" != 0 ] && [ -d "$STAGE/checkpoints" ]; then
+      INIT="--config.train.init_from=$STAGE/checkpoints"
+    fi
     bash benchmarks/oneshot_davis16.sh "$S" "$STEPS" "supervised one_step" \
       "--config.memory.network=$NET --config.seed=$SEED $INIT $EXTRA" >/dev/null
     if [ ! -f "$S/twoshot/metrics.json" ]; then
