@@ -47,20 +47,9 @@ def meta_config(config: ml_collections.ConfigDict) -> meta_step.MetaConfig:
 
 def frozen_mask(config: ml_collections.ConfigDict, model: setup.Model):
   """The parameters `finetune.frozen_stages` keeps fixed (a tree of bools),
-  or None when every layer adapts.
-
-  Raises:
-    ValueError: frozen stages on a model that cannot be split (the
-      detector), or more stages than its backbone has.
-  """
-  n = config.finetune.frozen_stages
-  if not n:
-    return None
-  if model.vos.frozen_mask is None:
-    raise ValueError(f"finetune.frozen_stages={n} needs a dense model (fcn, "
-                     f"osvos); {config.model.name} adapts every layer: set "
-                     "--config.finetune.frozen_stages=0.")
-  return model.vos.frozen_mask(model.params, n)
+  or None when every layer adapts (`setup.frozen_mask`)."""
+  return setup.frozen_mask(model, config.finetune.frozen_stages,
+                           "finetune.frozen_stages")
 
 
 def make_optimizer(config: ml_collections.ConfigDict, frozen=None):

@@ -112,11 +112,8 @@ def make_optimizer(config: ml_collections.ConfigDict):
                    optax.adamw(rate, weight_decay=o.weight_decay))
   if not config.memory.frozen_key_stages:
     return tx
-  labels = lambda params: jax.tree.map(
-      lambda frozen: "frozen" if frozen else "train",
-      network.frozen_mask(params, config.memory))
-  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               labels)
+  return train_loop.freeze(
+      tx, lambda params: network.frozen_mask(params, config.memory))
 
 
 def pretrain_stage_config(config: ml_collections.ConfigDict

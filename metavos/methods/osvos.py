@@ -11,8 +11,6 @@ segmented independently.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -27,15 +25,25 @@ from metavos.methods import setup, train_loop
 from metavos.runtime import checkpoint, sharding
 
 
-def make_optimizer(config: ml_collections.ConfigDict):
+def frozen_mask(config: ml_collections.ConfigDict, model: setup.Model):
+  """The parameters `parent.frozen_stages` keeps at their pretrained values
+  while the parent trains (a tree of bools), or None: every layer trains."""
+  return setup.frozen_mask(model, config.parent.frozen_stages,
+                           "parent.frozen_stages")
+
+
+def make_optimizer(config: ml_collections.ConfigDict, frozen=None):
+  """The parent's optimiser; `frozen` as `frozen_mask` returns it."""
   p = config.parent
   if p.optimizer == "adam":
-    return optax.adamw(p.lr, weight_decay=p.weight_decay)
-  if p.optimizer == "sgd":
-    return optax.chain(optax.add_decayed_weights(p.weight_decay),
-                       optax.sgd(p.lr, momentum=0.9))
-  raise ValueError(f"config.parent.optimizer must be 'adam' or 'sgd', got "
-                   f"{p.optimizer!r}.")
+    tx = optax.adamw(p.lr, weight_decay=p.weight_decay)
+  elif p.optimizer == "sgd":
+    tx = optax.chain(optax.add_decayed_weights(p.weight_decay),
+                     optax.sgd(p.lr, momentum=0.9))
+  else:
+    raise ValueError(f"config.parent.optimizer must be 'adam' or 'sgd', got "
+                     f"{p.optimizer!r}.")
+  return train_loop.freeze(tx, frozen)
 
 
 def parent_loss(params, batch, side_weight, rng, *, model: setup.Model,
@@ -70,7 +78,8 @@ def augment_parent_batch(batch: dict, rng, augment: dict | None) -> dict:
 
 
 def make_update(config, model: setup.Model, mesh):
-  tx = make_optimizer(config)
+  frozen = frozen_mask(config, model)
+  tx = make_optimizer(config, frozen)
   total = config.train.num_steps
   decay = config.parent.side_weight_decay
   augment = dict(config.parent.augment) if config.parent.augment else None
@@ -80,10 +89,17 @@ def make_update(config, model: setup.Model, mesh):
     # Deep-supervision weight decays linearly from 1 to 0 over training.
     w = (jnp.maximum(0.0, 1.0 - state["step"] / total) if decay
          else jnp.ones(()))
-    (loss, aux), grads = jax.value_and_grad(
-        functools.partial(parent_loss, model=model,
-                          loss_name=config.parent.loss),
-        has_aux=True)(state["params"], batch, w, rng)
+    def loss_fn(params):
+      if frozen is not None:
+        # No backward pass through the frozen stages (the optimiser leaves
+        # them unchanged anyway).
+        params = jax.tree.map(
+            lambda p, f: jax.lax.stop_gradient(p) if f else p, params, frozen)
+      return parent_loss(params, batch, w, rng, model=model,
+                         loss_name=config.parent.loss)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"])
     updates, opt = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics = {"loss": loss, "side_weight": w,
@@ -104,7 +120,8 @@ def train(config: ml_collections.ConfigDict, workdir: str):
   state = train_loop.run(
       config, workdir, mesh=mesh,
       init_state=lambda: train_loop.initial_state(
-          model.params, make_optimizer(config), mesh),
+          model.params, make_optimizer(config, frozen_mask(config, model)),
+          mesh),
       update=make_update(config, model, mesh),
       sample=train_loop.batch_sampler(sampler, config.train.batch_size),
       items_per_step=config.train.batch_size,

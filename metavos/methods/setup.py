@@ -96,6 +96,27 @@ def build_model(config: ml_collections.ConfigDict, seed: int) -> Model:
                models.make_apply_with_aux_fn(graphdef))
 
 
+def frozen_mask(model: Model, num_frozen: int, field: str):
+  """The parameters of the backbone's first `num_frozen` stages (a tree of
+  bools like `model.params`, True = kept fixed), or None when every layer
+  trains; `field` is the config field that set `num_frozen`, for errors.
+
+  Raises:
+    ValueError: frozen stages on a model that cannot be split (the
+      detector), or more stages than its backbone has.
+  """
+  if not num_frozen:
+    return None
+  if model.vos.frozen_mask is None:
+    raise ValueError(f"config.{field}={num_frozen} needs a dense model (fcn, "
+                     f"osvos); this model trains every layer: set "
+                     f"--config.{field}=0.")
+  try:
+    return model.vos.frozen_mask(model.params, num_frozen)
+  except ValueError as e:
+    raise ValueError(f"config.{field}: {e}") from None
+
+
 def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Where mode=evaluate reads parameters: the workdir's own checkpoints
   first, then `config.restore`."""

@@ -174,6 +174,22 @@ def initial_state(params, tx: optax.GradientTransformation,
   return sharding.replicate(state, mesh)
 
 
+def freeze(tx: optax.GradientTransformation, frozen
+           ) -> optax.GradientTransformation:
+  """`tx` on the trainable parameters only: those where `frozen` (a tree of
+  bools like the parameters, or a function of the parameters returning one)
+  is True get no update at all, weight decay included. `frozen` None: `tx`.
+  """
+  if frozen is None:
+    return tx
+  labels = lambda mask: jax.tree.map(
+      lambda f: "frozen" if f else "train", mask)
+  return optax.multi_transform(
+      {"train": tx, "frozen": optax.set_to_zero()},
+      (lambda params: labels(frozen(params))) if callable(frozen)
+      else labels(frozen))
+
+
 @dataclasses.dataclass(frozen=True)
 class _ProcessShare:
   """`step -> this process's share of the global batch` (picklable, for the

@@ -113,7 +113,7 @@ def frozen_params(backbone, num_frozen: int) -> tuple[str, ...]:
   """Names (under `backbone`) of the parameters of its first `num_frozen`
   stages."""
   if not 0 <= num_frozen <= backbone.num_stages:
-    raise ValueError(f"finetune.frozen_stages={num_frozen}: the backbone has "
+    raise ValueError(f"frozen_stages={num_frozen}: the backbone has "
                      f"{backbone.num_stages} stages; use 0 (adapt all) to "
                      f"{backbone.num_stages}.")
   return tuple(name for i in range(num_frozen)
