@@ -316,3 +316,35 @@ def test_get_loss_registry():
 def test_shape_mismatch_raises():
   with pytest.raises(ValueError, match='same'):
     losses.lovasz_hinge(jnp.zeros((4, 5)), jnp.zeros((5, 4)))
+
+
+@pytest.mark.parametrize('p, pi', [(0.2, 0.05), (0.5, 0.2), (0.9, 0.6)])
+def test_unbalance_probs_recovers_the_plain_probability(p, pi):
+  """A region of pixels, a fraction p of them foreground, shares one logit;
+  the rest of the image makes the foreground share pi. The logit that
+  minimises the class-balanced loss, mapped back by unbalance_probs, is p."""
+  n = 1000
+  region = 200
+  pos_in_region = int(round(p * region))
+  pos_total = int(round(pi * n))
+  assert pos_total >= pos_in_region
+  labels = np.zeros(n, np.float32)
+  labels[:pos_in_region] = 1.0
+  labels[region:region + pos_total - pos_in_region] = 1.0
+  # Outside the region the logits are fixed and confident (and right).
+  fixed = np.where(labels > 0, 20.0, -20.0).astype(np.float32)
+  in_region = np.arange(n) < region
+
+  def loss(z):
+    logits = jnp.where(in_region, z, fixed)
+    return losses.class_balanced_cross_entropy(logits[None], labels[None],
+                                               normalize=True)
+
+  z = jnp.zeros(())
+  grad = jax.jit(jax.grad(loss))
+  for _ in range(3000):
+    z = z - 20.0 * grad(z)
+  q = jax.nn.sigmoid(z)
+  assert abs(float(q) - p) > 0.02  # the balanced optimum is not p ...
+  got = losses.unbalance_probs(np.asarray([q]), np.asarray([pi]))
+  np.testing.assert_allclose(got, [p], atol=2e-3)  # ... mapped back, it is

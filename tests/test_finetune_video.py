@@ -219,3 +219,29 @@ def test_segmenters_of_one_model_and_config_share_compilations():
   jax.tree.map(np.testing.assert_array_equal, first, second)
   gc.collect()
   assert first_ref() is None and second_ref() is None
+
+
+def test_undo_balance_maps_each_object_to_its_annotated_share(synthetic_root):
+  ds = davis.DavisDataset(synthetic_root, split="val")
+  video = ds.load(ds.sequences[0])
+  params = {"w": jnp.asarray([1.0, -1.0, 0.0]), "b": jnp.zeros(())}
+  kw = dict(num_steps=0, loss="balanced_bce_mean")
+  plain, _, _ = video_lib.VideoSegmenter(_pixel_model, _cfg(**kw)).predict(
+      params, jnp.asarray(0.5), video, jax.random.key(0))
+  undone, _, _ = video_lib.VideoSegmenter(
+      _pixel_model, _cfg(undo_balance=True, **kw)).predict(
+          params, jnp.asarray(0.5), video, jax.random.key(0))
+  for i, o in enumerate(video.object_ids):
+    t = video.first_frame[o]
+    share = np.mean(video.masks[t] == o)
+    assert 0 < share < 0.5
+    want = plain[i, t:] * share / (plain[i, t:] * share
+                                   + (1 - plain[i, t:]) * (1 - share))
+    np.testing.assert_allclose(undone[i, t:], want, rtol=1e-4, atol=1e-6)
+    # A small object's probabilities go down: fewer pixels pass 0.5.
+    assert (undone[i, t:] >= 0.5).sum() < (plain[i, t:] >= 0.5).sum()
+
+
+def test_undo_balance_needs_a_balanced_loss():
+  with pytest.raises(ValueError, match="'bce' is not one of"):
+    video_lib.VideoSegmenter(_pixel_model, _cfg(undo_balance=True))

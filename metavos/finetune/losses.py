@@ -214,6 +214,28 @@ def class_balanced_cross_entropy(
   return jnp.mean(loss)
 
 
+def unbalance_probs(probs, fg_share):
+  """Probabilities of a network trained with `class_balanced_cross_entropy`,
+  mapped back to the data's class prior.
+
+  That loss weighs foreground pixels by 1 - pi and background pixels by pi
+  (pi: the foreground share of the image), so its minimiser q has odds
+  q / (1 - q) = p / (1 - p) * (1 - pi) / pi, with p the plain probability:
+  thresholding q at 0.5 keeps every pixel with p > pi, which over-segments
+  small objects. This returns p = q pi / (q pi + (1 - q)(1 - pi)).
+
+  Args:
+    probs: (K, ...) balanced-loss probabilities of K objects (numpy or jax).
+    fg_share: (K,) each object's foreground share pi in (0, 1).
+  """
+  pi = fg_share.reshape(fg_share.shape + (1,) * (probs.ndim - 1))
+  num = probs * pi
+  return num / (num + (1.0 - probs) * (1.0 - pi))
+
+
+BALANCED_LOSSES = ("balanced_bce", "balanced_bce_mean")
+
+
 _LOSSES: dict[str, LossFn] = {
     'lovasz_hinge': lovasz_hinge,
     'bce': binary_cross_entropy,

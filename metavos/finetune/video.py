@@ -61,6 +61,7 @@ class FinetuneConfig:
   contour: str = ""
   contour_cell: int = 8
   contour_threshold: float = 0.8
+  undo_balance: bool = False
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
@@ -184,6 +185,11 @@ class VideoSegmenter:
       raise ValueError(f"finetune.bank={cfg.bank} must be at least "
                        f"finetune.copies={cfg.copies}: each step draws "
                        "`copies` of the bank's augmented copies.")
+    if cfg.undo_balance and cfg.loss not in losses.BALANCED_LOSSES:
+      raise ValueError(f"finetune.undo_balance maps class-balanced "
+                       f"probabilities back to the data's prior; the loss "
+                       f"{cfg.loss!r} is not one of {losses.BALANCED_LOSSES}: "
+                       "set --config.finetune.undo_balance=False.")
     if cfg.frozen_stages:
       if model.split is None:
         raise ValueError("finetune.frozen_stages > 0 needs a dense model "
@@ -312,6 +318,11 @@ class VideoSegmenter:
     starts = _object_starts(video, objs) if self.model.stateful else {}
     block = cfg.online_interval or video.num_frames
     ona_seconds = 0.0
+    # Each object's foreground share in its annotated frame(s): the prior
+    # the class-balanced loss divided out (losses.unbalance_probs).
+    fg_share = np.clip((sup_msk * sup_val).sum(axis=(1, 2, 3))
+                       / np.maximum(sup_val.sum(axis=(1, 2, 3)), 1),
+                       1e-4, 1 - 1e-4)
     for start in range(0, video.num_frames, block):
       stop = min(start + block, video.num_frames)
       if cfg.online_interval and start > 0:
@@ -327,6 +338,9 @@ class VideoSegmenter:
             cur, states, frames[b:e],
             jax.random.fold_in(jax.random.fold_in(rng, _PREDICT_STREAM), b),
             out_size)
+        if cfg.undo_balance:
+          small_b = losses.unbalance_probs(np.asarray(small_b), fg_share)
+          probs_b = losses.unbalance_probs(np.asarray(probs_b), fg_share)
         probs[:, b:e] = np.asarray(probs_b)
         if cfg.online_interval:  # online adaptation reads recent predictions
           small[:, b:e] = np.asarray(small_b)
