@@ -30,7 +30,9 @@ def object_scores(video, pred: np.ndarray, given) -> tuple[list, list]:
           [float(np.mean(o["F"][keep])) for o in result.values()])
 
 
-def score_run(workdir: str) -> dict:
+def run_videos(workdir: str):
+  """Yields (video, predicted ids (T, H, W), annotated frames) for every
+  video an evaluation run in `workdir` segmented (its own dataset config)."""
   path = os.path.join(workdir, "eval_config.json")  # mode=evaluate runs
   if not os.path.exists(path):
     path = os.path.join(workdir, "config.json")
@@ -39,7 +41,6 @@ def score_run(workdir: str) -> dict:
   d, ft = config["data"], config["finetune"]
   ds = datasets.get_dataset(d["kind"], d["root"], year=d["year"],
                             split=d["split"], resolution=d["resolution"])
-  js, fs = [], []
   for name in ds.sequences:
     video = ds.load(name)
     given = ft["annotated_frames"] or suggest.evenly_spaced(
@@ -47,6 +48,12 @@ def score_run(workdir: str) -> dict:
     pred = np.stack([io.read_mask(os.path.join(workdir, "results", name,
                                                f"{n}.png"))
                      for n in video.frame_names])
+    yield video, pred, given
+
+
+def score_run(workdir: str) -> dict:
+  js, fs = [], []
+  for video, pred, given in run_videos(workdir):
     j, f = object_scores(video, pred, given)
     js += j
     fs += f

@@ -53,6 +53,36 @@ def test_momentum_matches_optax_sgd():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_adam_matches_optax_adam_and_continues_across_chunks():
+  params, loss_fn = _problem()
+  rng = jax.random.key(3)
+  got = inner_loop.adapt(loss_fn, params, jnp.asarray(0.01), rng, 6,
+                         momentum=0.9, optimizer="adam")
+  tx = optax.adam(0.01, b1=0.9)
+  p, st = params, tx.init(params)
+  for key in jax.random.split(rng, 6):
+    u, st = tx.update(jax.grad(loss_fn)(p, key), st)
+    p = optax.apply_updates(p, u)
+  for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(p)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # Two chunks of 3 steps carrying the moments equal the 6 steps' first
+  # half continued (the second chunk's keys are its own).
+  k1, k2 = jax.random.split(rng)
+  half = inner_loop.adapt(loss_fn, params, jnp.asarray(0.01), k1, 3,
+                          momentum=0.9, optimizer="adam")
+  rest = inner_loop.adapt(loss_fn, half.params, jnp.asarray(0.01), k2, 3,
+                          momentum=0.9, optimizer="adam",
+                          velocity=half.velocity)
+  p, st = params, tx.init(params)
+  for key in [*jax.random.split(k1, 3), *jax.random.split(k2, 3)]:
+    u, st = tx.update(jax.grad(loss_fn)(p, key), st)
+    p = optax.apply_updates(p, u)
+  for a, b in zip(jax.tree.leaves(rest.params), jax.tree.leaves(p)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  with pytest.raises(ValueError, match="finetune.optimizer"):
+    inner_loop.init_state(params, "lbfgs")
+
+
 def test_max_grad_norm_clips_each_step_to_that_global_norm():
   params, loss_fn = _problem()
   rng = jax.random.key(4)

@@ -46,15 +46,17 @@ def test_segments_two_objects_from_first_frame(synthetic_root):
   assert stats["fps"] > 0 and stats["finetune_seconds"] >= 0
 
 
-def test_chunked_adaptation_equals_one_call():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_chunked_adaptation_equals_one_call(optimizer):
   rng = np.random.default_rng(0)
   images = rng.random((2, 1, 8, 8, 3), np.float32)  # K=2 objects, N=1 frame
   masks = (images[..., 0] > 0.5).astype(np.float32)
   valid = np.ones_like(masks, bool)
   params = {"w": jnp.zeros((2, 3)), "b": jnp.zeros((2,))}
-  one = video_lib.VideoSegmenter(_pixel_model, _cfg(momentum=0.9))
+  one = video_lib.VideoSegmenter(_pixel_model, _cfg(momentum=0.9,
+                                                    optimizer=optimizer))
   chunked = video_lib.VideoSegmenter(
-      _pixel_model, _cfg(momentum=0.9, steps_per_call=4))
+      _pixel_model, _cfg(momentum=0.9, steps_per_call=4, optimizer=optimizer))
   # Chunks draw keys per chunk; without augmentation the keys do not matter.
   p1, l1 = one.adapt(params, jnp.asarray(0.3), images, masks, valid,
                      jax.random.key(0), 6)
@@ -63,6 +65,7 @@ def test_chunked_adaptation_equals_one_call():
   for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert l1.shape == l2.shape == (2, 6)
+  assert float(l1[:, -1].mean()) < float(l1[:, 0].mean())
 
 
 def test_objects_adapt_independently():

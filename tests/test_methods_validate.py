@@ -58,6 +58,22 @@ def test_negative_gradient_clip_fails_before_training(tmp_path, never_trains,
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
+@pytest.mark.parametrize("method, field, value, match", [
+    ("osvos", "optimizer", "lbfgs", "finetune.optimizer='lbfgs'"),
+    ("eosvos", "optimizer", "adam", "e-OSVOS meta-learns rates for plain"),
+    ("osvos", "undo_balance", True, "undo_balance needs a class-balanced"),
+])
+def test_bad_finetune_optimiser_or_calibration_fails_before_training(
+    tmp_path, never_trains, method, field, value, match):
+  config = osvos.get_config("smoke")
+  config.method = method
+  config.finetune[field] = value
+  if field == "undo_balance":
+    config.finetune.loss = "lovasz_hinge"
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
 def test_unknown_evaluation_split_fails_before_training(tmp_path, data,
                                                          never_trains):
   with pytest.raises(DataError, match="split 'vall'.*use one of"):

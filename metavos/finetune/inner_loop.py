@@ -6,7 +6,10 @@ OSVOS and e-OSVOS share it and differ only in how it is parameterised:
   neuron-level rates, `momentum=0` (plain SGD, `theta <- theta - lrs * grad`),
   and the whole loop is differentiated by the outer meta-optimiser.
 - OSVOS: `params` is the parent network, `lrs` one hand-tuned global rate,
-  `momentum=0.9`, and nothing is differentiated through the loop.
+  `momentum=0.9`, and nothing is differentiated through the loop; or
+  `optimizer="adam"` (the rate then scales Adam's normalised direction, and
+  `momentum` is Adam's first-moment decay), the optimiser the parent was
+  trained with.
 
 `unroll` is decided by platform (metavos.runtime.platform.unroll: full on
 CPU, rolled on accelerators); long test-time runs are split into jitted
@@ -29,10 +32,30 @@ PRNGKey = jax.Array
 SupportLoss = Callable[[Params, PRNGKey], jax.Array]
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
 class AdaptResult(NamedTuple):
   params: Params
-  velocity: Params | None  # momentum buffer; None when momentum == 0
+  velocity: Any            # optimiser state: SGD's momentum buffer (None
+                           # when momentum == 0) or Adam's moments
   losses: jax.Array        # (num_steps,) support loss before each step
+
+
+def _adam(momentum: float) -> optax.GradientTransformation:
+  return optax.scale_by_adam(b1=momentum)
+
+
+def init_state(params: Params, optimizer: str = "sgd",
+               momentum: float = 0.0) -> Any:
+  """The inner optimiser's starting state for `params`: zero momentum for
+  SGD with momentum, None for plain SGD, zero moments for Adam."""
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"Unknown inner-loop optimiser {optimizer!r}; choose "
+                     f"one of {OPTIMIZERS} (config field finetune.optimizer).")
+  if optimizer == "adam":
+    return _adam(momentum).init(params)
+  return jax.tree.map(jnp.zeros_like, params) if momentum else None
 
 
 def sgd_update(params: Params, grads: Params, lrs: Params,
@@ -66,8 +89,8 @@ def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
           rng: PRNGKey, num_steps: int, *, momentum: float = 0.0,
           first_order: bool = True, remat: bool = False,
           unroll: bool | int = True, max_grad_norm: float = 0.0,
-          velocity: Params | None = None) -> AdaptResult:
-  """Runs `num_steps` of SGD on `loss_fn` starting from `params`.
+          velocity: Any = None, optimizer: str = "sgd") -> AdaptResult:
+  """Runs `num_steps` of SGD (or Adam) on `loss_fn` starting from `params`.
 
   Args:
     loss_fn: pure support loss `(params, rng) -> scalar`; `rng` is fresh for
@@ -76,7 +99,7 @@ def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
     lrs: learning-rate tree from `metavos.finetune.lrs` (differentiable).
     rng: PRNG key; step t uses `fold_in(rng, t)`-style split keys.
     num_steps: T, static.
-    momentum: 0 for plain SGD (e-OSVOS); 0.9 for OSVOS.
+    momentum: 0 for plain SGD (e-OSVOS); 0.9 for OSVOS; Adam's b1.
     first_order: stop gradients through the inner gradients (the default
       e-OSVOS approximation); False gives the full second-order meta-gradient.
     remat: rematerialise each step in the backward pass (memory O(1) in T
@@ -86,28 +109,37 @@ def adapt(loss_fn: SupportLoss, params: Params, lrs: lrs_lib.LRTree,
     max_grad_norm: each step's gradient is scaled down to at most this
       global norm before the update (0: never): one hand-tuned rate then
       cannot blow up on a frame whose loss is unusually steep.
-    velocity: momentum buffer to continue from (chunked adaptation).
+    velocity: optimiser state to continue from (chunked adaptation);
+      None starts from `init_state`.
+    optimizer: "sgd" (the update is `lrs * grad`, or `lrs * velocity`) or
+      "adam" (`lrs` times Adam's bias-corrected direction).
 
   Returns:
     AdaptResult with the adapted parameters, momentum buffer and losses.
   """
   lr_tree = lrs_lib.expand_lrs(lrs, params)
-  if momentum and velocity is None:
-    velocity = jax.tree.map(jnp.zeros_like, params)
+  if velocity is None:
+    velocity = init_state(params, optimizer, momentum)
   grad_fn = jax.value_and_grad(loss_fn)
 
+  def update(theta, grads, state):
+    if optimizer == "adam":
+      direction, state = _adam(momentum).update(grads, state)
+      return jax.tree.map(lambda p, lr, d: p - lr * d, theta, lr_tree,
+                          direction), state
+    return sgd_update(theta, grads, lr_tree, state, momentum)
+
   def step(carry, key):
-    theta, vel = carry
+    theta, state = carry
     loss, grads = grad_fn(theta, key)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     grads = clip_by_global_norm(grads, max_grad_norm)
-    theta, vel = sgd_update(theta, grads, lr_tree, vel, momentum)
-    return (theta, vel), loss
+    return update(theta, grads, state), loss
 
   if remat:
     step = jax.checkpoint(step)
   keys = jax.random.split(rng, num_steps)
   (params, velocity), losses = jax.lax.scan(
-      step, (params, velocity if momentum else None), keys, unroll=unroll)
-  return AdaptResult(params, velocity if momentum else None, losses)
+      step, (params, velocity), keys, unroll=unroll)
+  return AdaptResult(params, velocity, losses)

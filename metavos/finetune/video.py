@@ -62,6 +62,7 @@ class FinetuneConfig:
   contour_cell: int = 8
   contour_threshold: float = 0.8
   undo_balance: bool = False
+  optimizer: str = "sgd"
 
   @classmethod
   def from_config(cls, cfg: ml_collections.ConfigDict, unroll: bool | int,
@@ -131,7 +132,8 @@ def _adapt_cached(params, lrs, cache, masks, valid, keys, velocity, *,
     return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                             momentum=cfg.momentum, first_order=True,
                             unroll=cfg.unroll,
-                            max_grad_norm=cfg.max_grad_norm, velocity=vel)
+                            max_grad_norm=cfg.max_grad_norm, velocity=vel,
+                            optimizer=cfg.optimizer)
 
   return jax.vmap(one)(params, cache, masks, valid, keys, velocity)
 
@@ -149,7 +151,8 @@ def _adapt(params, lrs, images, masks, valid, keys, velocity, *,
     return inner_loop.adapt(loss_fn, p, lrs, key, num_steps,
                             momentum=cfg.momentum, first_order=True,
                             unroll=cfg.unroll,
-                            max_grad_norm=cfg.max_grad_norm, velocity=vel)
+                            max_grad_norm=cfg.max_grad_norm, velocity=vel,
+                            optimizer=cfg.optimizer)
 
   return jax.vmap(one)(params, images, masks, valid, keys, velocity)
 
@@ -185,6 +188,9 @@ class VideoSegmenter:
       raise ValueError(f"finetune.bank={cfg.bank} must be at least "
                        f"finetune.copies={cfg.copies}: each step draws "
                        "`copies` of the bank's augmented copies.")
+    if cfg.optimizer not in inner_loop.OPTIMIZERS:
+      raise ValueError(f"finetune.optimizer={cfg.optimizer!r}: choose one "
+                       f"of {inner_loop.OPTIMIZERS}.")
     if cfg.undo_balance and cfg.loss not in losses.BALANCED_LOSSES:
       raise ValueError(f"finetune.undo_balance maps class-balanced "
                        f"probabilities back to the data's prior; the loss "
@@ -221,7 +227,9 @@ class VideoSegmenter:
     inner loop is unrolled; the momentum buffer is carried across chunks.
     """
     cfg, static = self.cfg, {"model": self.model, "cfg": self.cfg}
-    velocity = jax.tree.map(jnp.zeros_like, params) if cfg.momentum else None
+    velocity = jax.vmap(functools.partial(
+        inner_loop.init_state, optimizer=cfg.optimizer,
+        momentum=cfg.momentum))(params)
     if cfg.frozen_stages:  # the frozen stages run once, here
       bank_keys = jax.random.split(
           jax.random.fold_in(rng, support.BANK_STREAM), k)[objects]

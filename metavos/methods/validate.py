@@ -25,7 +25,7 @@ from absl import logging
 
 from metavos.data import davis, io
 from metavos.data.errors import DataError
-from metavos.finetune import losses
+from metavos.finetune import inner_loop, losses
 from metavos.methods import setup
 
 # Config keys that name a loss, where a method's config has them.
@@ -64,6 +64,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not clip >= 0:  # also catches NaN
     raise ValueError(f"config.finetune.max_grad_norm must be >= 0 (0: no "
                      f"clipping), got {clip!r}.")
+  ft = config.get("finetune", {})
+  optimizer = ft.get("optimizer", "sgd")
+  if optimizer not in inner_loop.OPTIMIZERS:
+    raise ValueError(f"config.finetune.optimizer={optimizer!r}: choose one "
+                     f"of {inner_loop.OPTIMIZERS}.")
+  if optimizer != "sgd" and config.get("method") == "eosvos":
+    raise ValueError("config.finetune.optimizer: e-OSVOS meta-learns rates "
+                     "for plain SGD; set --config.finetune.optimizer=sgd.")
+  if ft.get("undo_balance") and ft.get("loss") not in losses.BALANCED_LOSSES:
+    raise ValueError(f"config.finetune.undo_balance needs a class-balanced "
+                     f"finetune.loss {losses.BALANCED_LOSSES}, got "
+                     f"{ft.get('loss')!r}.")
 
 
 def splits_read(config: ml_collections.ConfigDict) -> list[str]:
