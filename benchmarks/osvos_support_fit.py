@@ -1,0 +1,76 @@
+"""How well test-time fine-tuning fits the annotated frame, per schedule.
+
+For one OSVOS checkpoint and one video: fine-tune on frame 0 with each
+`optimizer:rate:steps` schedule (the rest of the fine-tuning as the config
+sets it), then report the final support loss, J on frame 0 itself (what
+the schedule fitted; evaluation never scores it, it writes the given mask)
+and J on frames 1-3 (nearly the same picture, so a fit that does not carry
+over to them will not carry over further), with the seconds it took.
+
+  python -m benchmarks.osvos_support_fit runs/osvos_vgg16 dance-jump \
+      sgd:2e-3:100 adam:1e-4:100 [--config=configs/osvos.py:davis16_cpu,backbone=vgg16]
+"""
+
+import argparse
+import importlib
+import time
+
+import jax
+import numpy as np
+
+from metavos.data import davis
+from metavos.methods import osvos
+
+DEFAULT_ROOT = "../shared/datasets/DAVIS2016-train-240p"
+
+
+def _config(spec: str):
+  path, _, arg = spec.partition(":")
+  module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+  return module.get_config(arg or None)
+
+
+def _j(gt: np.ndarray, pred: np.ndarray) -> float:
+  union = (gt | pred).sum()
+  return 1.0 if union == 0 else float((gt & pred).sum() / union)
+
+
+def main(argv=None) -> list[dict]:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdir", help="a training run (reads <workdir>/checkpoints)")
+  parser.add_argument("video")
+  parser.add_argument("schedules", nargs="+", help="optimizer:rate:steps")
+  parser.add_argument("--config",
+                      default="configs/osvos.py:davis16_cpu,backbone=vgg16")
+  parser.add_argument("--root", default=DEFAULT_ROOT)
+  parser.add_argument("--split", default="dev")
+  args = parser.parse_args(argv)
+  config = _config(args.config)
+  video = davis.DavisDataset(args.root, 2016, args.split, "240p").load(
+      args.video)
+  rows = []
+  for spec in args.schedules:
+    optimizer, rate, steps = spec.split(":")
+    config.finetune.optimizer = optimizer
+    config.finetune.lr = float(rate)
+    config.finetune.num_steps = int(steps)
+    segmenter = osvos.load_segmenter(config, args.workdir)
+    t0 = time.perf_counter()
+    probs, _, stats = segmenter.predict(video, jax.random.key(0))
+    seconds = time.perf_counter() - t0
+    obj = video.object_ids[0]
+    gt, pred = video.masks == obj, probs[0] >= config.finetune.bg_threshold
+    row = {"schedule": spec, "support loss": stats["final_support_loss"],
+           "J frame 0": _j(gt[0], pred[0]),
+           "J frames 1-3": float(np.mean([_j(gt[t], pred[t])
+                                          for t in (1, 2, 3)])),
+           "seconds": seconds}
+    rows.append(row)
+    print(f"| {args.video} | {spec} | {row['support loss']:.4f} | "
+          f"{row['J frame 0']:.3f} | {row['J frames 1-3']:.3f} | "
+          f"{seconds:.0f} |", flush=True)
+  return rows
+
+
+if __name__ == "__main__":
+  main()
