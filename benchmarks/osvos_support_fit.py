@@ -8,26 +8,20 @@ and J on frames 1-3 (nearly the same picture, so a fit that does not carry
 over to them will not carry over further), with the seconds it took.
 
   python -m benchmarks.osvos_support_fit runs/osvos_vgg16 dance-jump \
-      sgd:2e-3:100 adam:1e-4:100 [--config=configs/osvos.py:davis16_cpu,backbone=vgg16]
+      sgd:2e-3:100 adam:1e-4:100 [--preset=davis16_cpu,backbone=vgg16]
 """
 
 import argparse
-import importlib
 import time
 
 import jax
 import numpy as np
 
+from configs import osvos as osvos_config
 from metavos.data import davis
 from metavos.methods import osvos
 
 DEFAULT_ROOT = "../shared/datasets/DAVIS2016-train-240p"
-
-
-def _config(spec: str):
-  path, _, arg = spec.partition(":")
-  module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-  return module.get_config(arg or None)
 
 
 def _j(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -40,12 +34,12 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("workdir", help="a training run (reads <workdir>/checkpoints)")
   parser.add_argument("video")
   parser.add_argument("schedules", nargs="+", help="optimizer:rate:steps")
-  parser.add_argument("--config",
-                      default="configs/osvos.py:davis16_cpu,backbone=vgg16")
+  parser.add_argument("--preset", default="davis16_cpu,backbone=vgg16",
+                      help="the configs/osvos.py recipe")
   parser.add_argument("--root", default=DEFAULT_ROOT)
   parser.add_argument("--split", default="dev")
   args = parser.parse_args(argv)
-  config = _config(args.config)
+  config = osvos_config.get_config(args.preset)
   video = davis.DavisDataset(args.root, 2016, args.split, "240p").load(
       args.video)
   rows = []

@@ -46,13 +46,19 @@ def _adam(momentum: float) -> optax.GradientTransformation:
   return optax.scale_by_adam(b1=momentum)
 
 
+def check_optimizer(optimizer: str) -> None:
+  """Raises ValueError naming `finetune.optimizer` unless it is one of
+  OPTIMIZERS."""
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"config.finetune.optimizer={optimizer!r}: choose one "
+                     f"of {OPTIMIZERS}.")
+
+
 def init_state(params: Params, optimizer: str = "sgd",
                momentum: float = 0.0) -> Any:
   """The inner optimiser's starting state for `params`: zero momentum for
   SGD with momentum, None for plain SGD, zero moments for Adam."""
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(f"Unknown inner-loop optimiser {optimizer!r}; choose "
-                     f"one of {OPTIMIZERS} (config field finetune.optimizer).")
+  check_optimizer(optimizer)
   if optimizer == "adam":
     return _adam(momentum).init(params)
   return jax.tree.map(jnp.zeros_like, params) if momentum else None

@@ -188,9 +188,7 @@ class VideoSegmenter:
       raise ValueError(f"finetune.bank={cfg.bank} must be at least "
                        f"finetune.copies={cfg.copies}: each step draws "
                        "`copies` of the bank's augmented copies.")
-    if cfg.optimizer not in inner_loop.OPTIMIZERS:
-      raise ValueError(f"finetune.optimizer={cfg.optimizer!r}: choose one "
-                       f"of {inner_loop.OPTIMIZERS}.")
+    inner_loop.check_optimizer(cfg.optimizer)
     if cfg.undo_balance and cfg.loss not in losses.BALANCED_LOSSES:
       raise ValueError(f"finetune.undo_balance maps class-balanced "
                        f"probabilities back to the data's prior; the loss "

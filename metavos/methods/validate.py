@@ -66,9 +66,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                      f"clipping), got {clip!r}.")
   ft = config.get("finetune", {})
   optimizer = ft.get("optimizer", "sgd")
-  if optimizer not in inner_loop.OPTIMIZERS:
-    raise ValueError(f"config.finetune.optimizer={optimizer!r}: choose one "
-                     f"of {inner_loop.OPTIMIZERS}.")
+  inner_loop.check_optimizer(optimizer)
   if optimizer != "sgd" and config.get("method") == "eosvos":
     raise ValueError("config.finetune.optimizer: e-OSVOS meta-learns rates "
                      "for plain SGD; set --config.finetune.optimizer=sgd.")
