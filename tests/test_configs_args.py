@@ -37,7 +37,8 @@ def test_items_compose_on_top_of_a_recipe():
   assert tiny.model.maskrcnn.num_proposals == 8 and tiny.unroll == 1
   vgg = osvos.get_config("davis16_cpu,backbone=vgg16")
   assert vgg.model.backbone == "vgg16" and vgg.train.image_size == (240, 427)
-  assert (vgg.train.num_steps, vgg.finetune.frozen_stages) == (800, 3)
+  assert (vgg.train.num_steps, vgg.finetune.frozen_stages,
+          vgg.finetune.bank) == (800, 3, 64)
   # A combination nobody wrote a preset for: the VGG16 trunk in a smoke run
   # keeps the smoke run's size.
   small = osvos.get_config("smoke,backbone=vgg16")
