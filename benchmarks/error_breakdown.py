@@ -23,13 +23,9 @@ import sys
 import numpy as np
 
 from benchmarks import score_unannotated
+from metavos.metrics import davis
 
 FIFTHS = 5
-
-
-def _iou(gt: np.ndarray, pred: np.ndarray) -> float:
-  union = (gt | pred).sum()
-  return 1.0 if union == 0 else float((gt & pred).sum() / union)
 
 
 def breakdown(workdir: str) -> list[dict]:
@@ -41,16 +37,15 @@ def breakdown(workdir: str) -> list[dict]:
       gt, pr = video.masks[scored] == obj, pred[scored] == obj
       tp, fp, fn = (int((gt & pr).sum()), int((~gt & pr).sum()),
                     int((gt & ~pr).sum()))
-      early = [_iou(gt[i], pr[i]) for i, t in enumerate(scored)
-               if t in (1, 2, 3)]
+      j = davis.db_eval_iou(gt, pr)  # per scored frame
+      early = [j[i] for i, t in enumerate(scored) if t in (1, 2, 3)]
       parts = np.array_split(np.arange(len(scored)), FIFTHS)
       rows.append({"video": video.name, "object": int(obj), "TP": tp,
                    "FP": fp, "FN": fn,
                    "FP share": fp / max(fp + fn, 1),
                    "J frames 1-3": float(np.mean(early)) if early else None,
-                   "J by fifth": [float(np.mean([_iou(gt[i], pr[i])
-                                                 for i in p]))
-                                  if len(p) else None for p in parts],
+                   "J by fifth": [float(np.mean(j[p])) if len(p) else None
+                                  for p in parts],
                    "FP share by fifth": [
                        int((~gt[p] & pr[p]).sum())
                        / max(int((gt[p] ^ pr[p]).sum()), 1)

@@ -8,7 +8,7 @@ and J on frames 1-3 (nearly the same picture, so a fit that does not carry
 over to them will not carry over further), with the seconds it took.
 
   python -m benchmarks.osvos_support_fit runs/osvos_vgg16 dance-jump \
-      sgd:2e-3:100 adam:1e-4:100 [--preset=davis16_cpu,backbone=vgg16]
+      sgd:2e-3:100 adam:1e-4:100 [--preset=davis16_cpu,backbone=vgg16] [--bank=16]
 """
 
 import argparse
@@ -20,13 +20,9 @@ import numpy as np
 from configs import osvos as osvos_config
 from metavos.data import davis
 from metavos.methods import osvos
+from metavos.metrics.davis import db_eval_iou
 
 DEFAULT_ROOT = "../shared/datasets/DAVIS2016-train-240p"
-
-
-def _j(gt: np.ndarray, pred: np.ndarray) -> float:
-  union = (gt | pred).sum()
-  return 1.0 if union == 0 else float((gt & pred).sum() / union)
 
 
 def main(argv=None) -> list[dict]:
@@ -36,10 +32,15 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("schedules", nargs="+", help="optimizer:rate:steps")
   parser.add_argument("--preset", default="davis16_cpu,backbone=vgg16",
                       help="the configs/osvos.py recipe")
+  parser.add_argument("--bank", type=int, default=None,
+                      help="finetune.bank (default: the preset's; the "
+                      "2026-12-06 rows of BENCHMARKS.md ran with 16)")
   parser.add_argument("--root", default=DEFAULT_ROOT)
   parser.add_argument("--split", default="dev")
   args = parser.parse_args(argv)
   config = osvos_config.get_config(args.preset)
+  if args.bank is not None:
+    config.finetune.bank = args.bank
   video = davis.DavisDataset(args.root, 2016, args.split, "240p").load(
       args.video)
   rows = []
@@ -55,9 +56,8 @@ def main(argv=None) -> list[dict]:
     obj = video.object_ids[0]
     gt, pred = video.masks == obj, probs[0] >= config.finetune.bg_threshold
     row = {"schedule": spec, "support loss": stats["final_support_loss"],
-           "J frame 0": _j(gt[0], pred[0]),
-           "J frames 1-3": float(np.mean([_j(gt[t], pred[t])
-                                          for t in (1, 2, 3)])),
+           "J frame 0": float(db_eval_iou(gt[0], pred[0])),
+           "J frames 1-3": float(np.mean(db_eval_iou(gt[1:4], pred[1:4]))),
            "seconds": seconds}
     rows.append(row)
     print(f"| {args.video} | {spec} | {row['support loss']:.4f} | "

@@ -105,7 +105,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     f.optimizer = "adam"
     f.lr = 1e-4
     if a.size == "cpu":
-      c.train.num_steps = 800     # ~1 h alone on the 2-core box (4.2 s/step).
+      c.train.num_steps = 800     # 56-80 min alone on the 2-core box (4.2-6.0 s/step).
       c.train.batch_size = 4
       c.train.log_every = 10
       c.train.checkpoint_every = 50
