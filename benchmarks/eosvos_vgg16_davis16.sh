@@ -27,6 +27,7 @@ for lr in $RATES; do
     --config.mode=evaluate --config.restore="$PARENT" \
     --config.finetune.num_steps=10 --config.finetune.momentum=0 \
     --config.finetune.optimizer=sgd --config.finetune.bank=16 \
+    --config.finetune.augment.scale_range='(0.75,1.25)' \
     --config.finetune.lr="$lr" --config.eval.pictures=False >"$W.out" 2>&1
   echo "hand-tuned SGD-10, rate $lr: $(grep 'J&F-Mean' "$W.out" | tail -1)"
 done

@@ -8,7 +8,8 @@ and J on frames 1-3 (nearly the same picture, so a fit that does not carry
 over to them will not carry over further), with the seconds it took.
 
   python -m benchmarks.osvos_support_fit runs/osvos_vgg16 dance-jump \
-      sgd:2e-3:100 adam:1e-4:100 [--preset=davis16_cpu,backbone=vgg16] [--bank=16]
+      sgd:2e-3:100 adam:1e-4:100 [--preset=davis16_cpu,backbone=vgg16] \
+      [--bank=16 --scale_range=0.75,1.25]
 """
 
 import argparse
@@ -35,12 +36,18 @@ def main(argv=None) -> list[dict]:
   parser.add_argument("--bank", type=int, default=None,
                       help="finetune.bank (default: the preset's; the "
                       "2026-12-06 rows of BENCHMARKS.md ran with 16)")
+  parser.add_argument("--scale_range", default=None,
+                      help="LOW,HIGH: finetune.augment.scale_range (default: "
+                      "the preset's; the 2026-12-06 rows ran with 0.75,1.25)")
   parser.add_argument("--root", default=DEFAULT_ROOT)
   parser.add_argument("--split", default="dev")
   args = parser.parse_args(argv)
   config = osvos_config.get_config(args.preset)
   if args.bank is not None:
     config.finetune.bank = args.bank
+  if args.scale_range is not None:
+    config.finetune.augment.scale_range = tuple(
+        float(x) for x in args.scale_range.split(","))
   video = davis.DavisDataset(args.root, 2016, args.split, "240p").load(
       args.video)
   rows = []

@@ -20,6 +20,7 @@ for lr in $RATES; do
     --config.restore="$R/checkpoints/$STEP" --config.data.max_eval_videos=2 \
     --config.finetune.num_steps=100 --config.finetune.frozen_stages=3 \
     --config.finetune.optimizer="$OPTIMIZER" --config.finetune.bank=16 \
+    --config.finetune.augment.scale_range='(0.75,1.25)' \
     --config.eval.pictures=False $flags >"$W.out" 2>&1
   echo "lr $lr: $(grep 'J&F-Mean' "$W.out" | tail -1)"
 done

@@ -39,6 +39,9 @@ def test_items_compose_on_top_of_a_recipe():
   assert vgg.model.backbone == "vgg16" and vgg.train.image_size == (240, 427)
   assert (vgg.train.num_steps, vgg.finetune.frozen_stages,
           vgg.finetune.bank) == (800, 3, 64)
+  assert tuple(vgg.finetune.augment.scale_range) == (0.5, 1.5)
+  assert tuple(osvos.get_config("davis16_cpu").finetune.augment.scale_range
+               ) == (0.75, 1.25)
   # A combination nobody wrote a preset for: the VGG16 trunk in a smoke run
   # keeps the smoke run's size.
   small = osvos.get_config("smoke,backbone=vgg16")
