@@ -3,7 +3,9 @@
 # against hand-tuned SGD from the same OSVOS parent, on the real DAVIS 2016
 # 240p videos (meta-train on train-no-dev, report on dev):
 #   1. hand-tuned plain SGD, 10 steps, blocks 1-3 frozen, at each rate of
-#      $RATES (the OSVOS preset's per-pixel balanced BCE, 2 augmented copies);
+#      $RATES (the OSVOS preset's per-pixel balanced BCE, 2 augmented copies,
+#      drawn from a bank of 16 zoomed 0.75-1.25x: the e-OSVOS preset's
+#      support augmentation, not the OSVOS preset's 64 at 0.5-1.5x);
 #   2. e-OSVOS meta-training (init + neuron-level rates of blocks 4-5 and
 #      the head, T = 10) from the parent, $META_STEPS outer steps (resumable:
 #      run the script again after an interruption);

@@ -5,8 +5,9 @@
 # frozen at each rate, and the parent without fine-tuning (rate "none").
 # OPTIMIZER=adam scores Adam rates instead (the preset's optimiser since
 # 2026-12-06; the rows in BENCHMARKS.md before that are SGD's). The bank of
-# augmented support copies stays at 16, as in every row this script made
-# (the preset's is 64 since the evening of 2026-12-06).
+# augmented support copies stays at 16 and their zoom at 0.75-1.25x, as in
+# every row this script made (the preset's: 64 copies since the evening of
+# 2026-12-06, zoomed 0.5-1.5x since that night).
 #
 #   bash benchmarks/osvos_vgg16_lr.sh runs/osvos_vgg16 200 "none 0.001 0.005 0.02"
 set -euo pipefail
