@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import osvos
+from configs import osvos, twoshot
 from metavos import train
 from metavos.data import davis, io
 from metavos.data.errors import DataError
@@ -55,6 +55,14 @@ def test_negative_gradient_clip_fails_before_training(tmp_path, never_trains,
   config = osvos.get_config("smoke")
   config.finetune.max_grad_norm = clip
   with pytest.raises(ValueError, match="config.finetune.max_grad_norm"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_negative_two_shot_anchor_pairs_fail_before_training(tmp_path,
+                                                             never_trains):
+  config = twoshot.get_config("smoke")
+  config.twoshot.anchor_pairs = -2
+  with pytest.raises(ValueError, match="config.twoshot.anchor_pairs"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 

@@ -158,3 +158,29 @@ def test_real_label_flags_name_only_real_labels():
     np.testing.assert_array_equal(batch["masks"], plain["masks"])
     want = np.isin(batch["frame_index"], [0, 9])
     np.testing.assert_array_equal(batch["labelled"], want)
+
+
+def test_labelled_pairs_ride_beside_the_teacher_clips():
+  videos = [_video("a", 12, [True] * 12), _video("b", 10, [True] * 10)]
+  label_set = {"a": [0, 9], "b": [3, 7]}
+  inner = clips.ClipSampler(videos, 3, 2, 1, 0, label_set, False)
+  pairs = twoshot_clips.warmup_sampler(videos, label_set, 1, 5, False)
+  both = twoshot_clips.WithLabelledPairs(inner, pairs, 4)
+  assert len(both) == len(inner)
+  for step in range(3):
+    batch = both.sample(step, 2)
+    # The teacher's clips are unchanged; the pairs are extra, 4 a step.
+    for k, v in inner.sample(step, 2).items():
+      np.testing.assert_array_equal(batch["clips"][k], v, err_msg=k)
+    got = batch["pairs"]
+    assert got["frames"].shape[:2] == (4, 2) and got["labelled"].all()
+    assert got["valid"][:, :, 3, 3].all()  # both frames carry real masks
+  # Each of 2 processes draws its half of the clips and of the pairs.
+  half = both.sample(1, 2, process_index=1, process_count=2)
+  assert half["clips"]["frames"].shape[0] == 1
+  np.testing.assert_array_equal(half["pairs"]["frame_index"],
+                                pairs.sample(1, 4, 1, 2)["frame_index"])
+  with pytest.raises(ValueError, match="not divisible"):
+    twoshot_clips.WithLabelledPairs(inner, pairs, 3).sample(0, 2, 0, 2)
+  with pytest.raises(ValueError, match="anchor_pairs"):
+    twoshot_clips.WithLabelledPairs(inner, pairs, 0)

@@ -3,7 +3,8 @@
   warm-up (phase 1, before the teacher): pairs of labelled frames of one
     video, one predicted from the other: every predicted frame has a label.
   phase 1 after warm-up: `ClipSampler` with the label set (a clip starts at
-    a labelled frame; the teacher supervises the others).
+    a labelled frame; the teacher supervises the others), optionally with
+    the warm-up's labelled pairs in every batch (`WithLabelledPairs`).
   phase 2: `ClipSampler` over the pseudo-labelled videos (every frame has a
     mask), with `labelled` flags that name the REAL labels only, so the
     student's confident predictions may replace pseudo-labels but never a
@@ -48,6 +49,42 @@ def warmup_sampler(videos: Sequence[TrainVideo], label_set: LabelSet,
                      "frames. Fix: config.labels.per_video >= 2, or a label "
                      "file with two frames per video.")
   return clips.ClipSampler(pairs, 2, 1, max_objects, seed, None, flip)
+
+
+# Added to the run's seed for the pairs drawn beside the teacher's clips:
+# with the clips' own seed both would pick from one random stream, and the
+# pair of a batch item would follow its clip's video.
+PAIR_SEED_OFFSET = 1 << 20
+
+
+@dataclasses.dataclass
+class WithLabelledPairs:
+  """Phase 1 after the warm-up with the real labels kept in every batch:
+  `sample` returns {"clips": the teacher's clips, "pairs": `num_pairs`
+  labelled pairs (global count) of `warmup_sampler`}, so the student keeps
+  fitting the labelled frames while it learns from the teacher."""
+  clips: clips.ClipSampler
+  pairs: clips.ClipSampler
+  num_pairs: int
+
+  def __post_init__(self):
+    if self.num_pairs < 1:
+      raise ValueError("WithLabelledPairs: num_pairs must be >= 1 (check "
+                       "config.twoshot.anchor_pairs).")
+
+  def __len__(self) -> int:
+    return len(self.clips)
+
+  def sample(self, step: int, batch_size: int, process_index: int = 0,
+             process_count: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """This process's share of the teacher clips and of the pairs."""
+    if self.num_pairs % process_count:
+      raise ValueError(f"config.twoshot.anchor_pairs={self.num_pairs} is not "
+                       f"divisible by the {process_count} processes.")
+    return {"clips": self.clips.sample(step, batch_size, process_index,
+                                       process_count),
+            "pairs": self.pairs.sample(step, self.num_pairs, process_index,
+                                       process_count)}
 
 
 @dataclasses.dataclass

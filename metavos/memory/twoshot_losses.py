@@ -72,3 +72,14 @@ def warmup_loss(params, state, batch, p, *, fns, unroll: bool | int,
   del state
   return chain.supervised_clip_loss(params, batch, p, fns=fns, unroll=unroll,
                                     remat=remat), {}
+
+
+def with_labelled_pairs(params, state, batch, p, *, teacher, warmup):
+  """Phase 1 after the warm-up with the labelled pairs kept in the batch
+  (`{"clips", "pairs"}`, metavos.data.twoshot_clips.WithLabelledPairs):
+  `teacher` on the clips plus `warmup` on the pairs, equally weighted, so
+  the real labels keep pulling against the teacher's own mistakes."""
+  clip_loss, aux = teacher(params, state, batch["clips"], p)
+  pair_loss, _ = warmup(params, state, batch["pairs"], p)
+  return clip_loss + pair_loss, {**aux, "teacher_loss": clip_loss,
+                                 "pair_loss": pair_loss}

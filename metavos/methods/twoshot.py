@@ -8,8 +8,10 @@ each reads what the previous one left in the workdir (or in
   phase1  `<workdir>/phase1/`. Until `warmup_steps`, supervised pairs of
           labelled frames; after, clips start at a labelled frame and the
           other frames are supervised by an EMA teacher's predictions where
-          its confidence is >= `teacher_threshold` (ignored elsewhere). The
-          teacher is part of the checkpointed state.
+          its confidence is >= `teacher_threshold` (ignored elsewhere); with
+          `anchor_pairs`, that many labelled pairs join every batch, so the
+          real labels keep supervising. The teacher is part of the
+          checkpointed state.
   pseudo  `<workdir>/pseudo_labels/`: the phase-1 model propagates from each
           labelled frame forward and backward; each frame keeps the
           prediction of its nearest labelled frame. Written as a DAVIS root
@@ -79,7 +81,7 @@ def make_update(config: ml_collections.ConfigDict, loss_fn: Callable,
 
   def update(state, batch, rng):
     if aug is not None:  # The teacher sees the same augmented frames.
-      batch = clip_augment.augment_batch(rng, batch, aug)
+      batch = augment(rng, batch, aug)
     p = losses.bootstrap_fraction(state["step"], b.start_step, b.end_step,
                                   b.final_p)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -99,16 +101,31 @@ def make_update(config: ml_collections.ConfigDict, loss_fn: Callable,
   return train_loop.jit_update(update, mesh)
 
 
+def augment(rng, batch: dict, aug) -> dict:
+  """`clip_augment.augment_batch` on a clip batch, or on each part (its own
+  key) of a `{"clips", "pairs"}` batch (twoshot_clips.WithLabelledPairs)."""
+  if "frames" in batch:
+    return clip_augment.augment_batch(rng, batch, aug)
+  return {name: clip_augment.augment_batch(jax.random.fold_in(rng, i), part,
+                                           aug)
+          for i, (name, part) in enumerate(sorted(batch.items()))}
+
+
 def make_losses(config, fns) -> dict[str, Callable]:
-  """The loss of each training section: "warmup", "teacher" (phase 1) and
-  "self_label" (phase 2), for the network functions `fns`."""
+  """The loss of each training section: "warmup", "teacher" (phase 1; with
+  `twoshot.anchor_pairs`, plus the warm-up loss of that many labelled pairs)
+  and "self_label" (phase 2), for the network functions `fns`."""
   t, common = config.twoshot, {"fns": fns, "unroll": setup.unroll(config),
                                "remat": config.memory.remat}
+  warmup = functools.partial(twoshot_losses.warmup_loss, **common)
+  teacher = functools.partial(
+      twoshot_losses.teacher_loss, threshold=t.teacher_threshold,
+      teacher_memory=t.teacher_memory, **common)
+  if t.anchor_pairs:
+    teacher = functools.partial(twoshot_losses.with_labelled_pairs,
+                                teacher=teacher, warmup=warmup)
   return {
-      "warmup": functools.partial(twoshot_losses.warmup_loss, **common),
-      "teacher": functools.partial(
-          twoshot_losses.teacher_loss, threshold=t.teacher_threshold,
-          teacher_memory=t.teacher_memory, **common),
+      "warmup": warmup, "teacher": teacher,
       "self_label": functools.partial(
           twoshot_losses.self_label_loss, threshold=t.self_label_threshold,
           start_step=t.self_label_step, **common)}
@@ -173,6 +190,20 @@ def init_state(params, tx, mesh, with_teacher: bool):
   return train_loop.initial_state(params, tx, mesh, **extra)
 
 
+def teacher_sampler(config, videos, label_set):
+  """Phase 1's clips after the warm-up: clips from the labelled frames, and
+  with `twoshot.anchor_pairs` that many labelled pairs beside them."""
+  c, n = config.clip, config.twoshot.anchor_pairs
+  teacher = clips.ClipSampler(videos, c.length, c.max_gap, c.max_objects,
+                              config.seed, label_set, c.flip)
+  if not n:
+    return teacher
+  pairs = twoshot_clips.warmup_sampler(
+      videos, label_set, c.max_objects,
+      config.seed + twoshot_clips.PAIR_SEED_OFFSET, c.flip)
+  return twoshot_clips.WithLabelledPairs(teacher, pairs, n)
+
+
 # ----------------------------------------------------------------- stages
 
 
@@ -202,9 +233,8 @@ def phase1(config: ml_collections.ConfigDict, workdir: str,
   sections = [
       (0, warm, "warmup", lambda: twoshot_clips.warmup_sampler(
           videos, label_set, c.max_objects, config.seed, c.flip)),
-      (warm, total, "teacher", lambda: clips.ClipSampler(
-          videos, c.length, c.max_gap, c.max_objects, config.seed,
-          label_set, c.flip))]
+      (warm, total, "teacher", lambda: teacher_sampler(
+          config, videos, label_set))]
   for start, end, name, make_sampler in sections:
     if end <= start:
       continue  # No warm-up, or no step after it.

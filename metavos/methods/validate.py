@@ -64,6 +64,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not clip >= 0:  # also catches NaN
     raise ValueError(f"config.finetune.max_grad_norm must be >= 0 (0: no "
                      f"clipping), got {clip!r}.")
+  pairs = config.get("twoshot", {}).get("anchor_pairs", 0)
+  if not pairs >= 0:
+    raise ValueError(f"config.twoshot.anchor_pairs must be >= 0 (0: no "
+                     f"labelled pairs beside the teacher's clips), got "
+                     f"{pairs!r}.")
   ft = config.get("finetune", {})
   optimizer = ft.get("optimizer", "sgd")
   inner_loop.check_optimizer(optimizer)
