@@ -21,6 +21,12 @@ workdir, or in --config.twoshot.from_workdir=<earlier run>):
   python -m metavos.main --config=configs/twoshot.py:davis16_cpu --workdir=W --config.twoshot.stage=pseudo
   python -m metavos.main --config=configs/twoshot.py:davis16_cpu --workdir=W --config.twoshot.stage=phase2
 
+Real labels kept in phase 1 after the warm-up (2 labelled pairs beside the
+teacher's clips in every batch; off by default, the published method;
+BENCHMARKS.md measures it on both networks, one seed):
+
+  ... --config.twoshot.anchor_pairs=2
+
 A hand-written label set (JSON {"bear": [0, 40], ...}):
 
   ... --config.labels.kind=file --config.labels.file=my_labels.json
