@@ -152,6 +152,8 @@ def test_labelled_pairs_keep_real_labels_in_the_teacher_step(synthetic_root):
   anchored = config.copy_and_resolve_references()
   anchored.twoshot.anchor_pairs = 2
   sampler = twoshot.teacher_sampler(anchored, videos, label_set)
+  # The pairs draw from their own random stream, not the clips'.
+  assert sampler.pairs.seed != sampler.clips.seed
   batch = sampler.sample(0, 2)
   for k, v in plain_batch.items():  # the same clips, pairs added
     np.testing.assert_array_equal(batch["clips"][k], v, err_msg=k)
