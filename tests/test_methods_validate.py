@@ -11,7 +11,7 @@ from configs import osvos, twoshot
 from metavos import train
 from metavos.data import davis, io
 from metavos.data.errors import DataError
-from metavos.methods import registry
+from metavos.methods import registry, validate
 
 
 @pytest.fixture
@@ -64,6 +64,30 @@ def test_negative_two_shot_anchor_pairs_fail_before_training(tmp_path,
   config.twoshot.anchor_pairs = -2
   with pytest.raises(ValueError, match="config.twoshot.anchor_pairs"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("batch, pairs, match", [
+    (4, 3, r"config.twoshot.anchor_pairs=3 is split over the 2 devices"),
+    (3, 2, r"config.train.batch_size=3 is split over the 2 devices"),
+])
+def test_counts_that_do_not_split_over_the_devices_fail_before_training(
+    tmp_path, never_trains, batch, pairs, match):
+  # Without the check the odd labelled pairs stop the run after the warm-up.
+  config = twoshot.get_config("smoke")
+  config.num_devices = 2  # The check reads the mesh size the run asks for.
+  config.train.batch_size, config.twoshot.anchor_pairs = batch, pairs
+  with pytest.raises(ValueError, match=match):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_counts_that_split_over_the_devices_pass_the_check():
+  config = twoshot.get_config("smoke")
+  config.num_devices = 2
+  config.train.batch_size, config.twoshot.anchor_pairs = 4, 2
+  validate.check_device_split(config)
+  config.mode = "evaluate"  # Nothing is split in an evaluation.
+  config.twoshot.anchor_pairs = 3
+  validate.check_config(config)
 
 
 @pytest.mark.parametrize("method, field, value, match", [

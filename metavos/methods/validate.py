@@ -4,6 +4,8 @@ What a run will read later must fail now, in seconds, with a message naming
 the config key or file and the fix, not after hours of training:
 
 - config values chosen from a fixed set (losses);
+- every global count a training step splits over the devices (the batch,
+  two-shot's labelled pairs): a multiple of the data mesh's devices;
 - every split that training and evaluation read: the split exists, and (DAVIS
   layouts) every sequence's frames and annotations pair up, every frame is
   whole and the size of its mask, every mask's values follow the mask policy,
@@ -20,6 +22,7 @@ import os
 import tempfile
 import time
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -69,6 +72,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.twoshot.anchor_pairs must be >= 0 (0: no "
                      f"labelled pairs beside the teacher's clips), got "
                      f"{pairs!r}.")
+  if config.get("mode") == "train":
+    check_device_split(config)
   ft = config.get("finetune", {})
   optimizer = ft.get("optimizer", "sgd")
   inner_loop.check_optimizer(optimizer)
@@ -79,6 +84,27 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.finetune.undo_balance needs a class-balanced "
                      f"finetune.loss {losses.BALANCED_LOSSES}, got "
                      f"{ft.get('loss')!r}.")
+
+
+# Global counts a training step splits over the data mesh's devices.
+_SPLIT_KEYS = ("train.batch_size", "twoshot.anchor_pairs")
+
+
+def check_device_split(config: ml_collections.ConfigDict) -> None:
+  """Every count of `_SPLIT_KEYS` splits evenly over the data mesh's
+  devices (`config.num_devices`, 0: all); otherwise a run stops at its first
+  such batch, for the labelled pairs only after the warm-up. (Whether that
+  many devices exist, `sharding.make_mesh` checks.)"""
+  n = config.get("num_devices", 0) or jax.device_count()
+  for key in _SPLIT_KEYS:
+    section, name = key.split(".")
+    value = config.get(section, {}).get(name, 0)
+    if value and value % n:
+      lower = max(value // n, 1) * n
+      raise ValueError(
+          f"config.{key}={value} is split over the {n} devices of the data "
+          f"mesh; set it to a multiple of {n} (e.g. {lower} or {lower + n}), "
+          f"or --config.num_devices to a divisor of {value}.")
 
 
 def splits_read(config: ml_collections.ConfigDict) -> list[str]:
