@@ -51,7 +51,7 @@ def twoshot_config() -> ml_collections.ConfigDict:
   t.warmup_steps = 300            # Phase 1: supervised pairs of labelled frames until this step, then the teacher.
   t.teacher_threshold = 0.9       # Phase 1: teacher pseudo-labels where its top probability is >= this.
   t.ema_max = 0.995               # Teacher decay: min(1 - 1/(t+1), ema_max).
-  t.anchor_pairs = 0              # Phase 1 after warm-up: labelled pairs (the warm-up's clips) added to every batch beside the teacher's clips; 0 = none.
+  t.anchor_pairs = 0              # Phase 1 after warm-up: labelled pairs (the warm-up's clips) added to every batch beside the teacher's clips; 0 = none. A multiple of the devices, like train.batch_size.
   t.teacher_memory = True         # Phase 1: unlabelled frames enter the student's memory with the teacher's masks.
   t.pseudo_model = "teacher"      # Intermediate inference with the phase-1 "teacher" (EMA) or student ("params").
   t.pseudo_score_root = ""        # Dataset root with the real masks to score pseudo-labels against; "" = data.root (skipped if sparse).
