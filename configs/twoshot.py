@@ -23,7 +23,8 @@ workdir, or in --config.twoshot.from_workdir=<earlier run>):
 
 Real labels kept in phase 1 after the warm-up (2 labelled pairs beside the
 teacher's clips in every batch; off by default, the published method;
-BENCHMARKS.md measures it on both networks, one seed):
+BENCHMARKS.md measures it on both networks: two seeds of the STCN-like
+one, one of the XMem-style one):
 
   ... --config.twoshot.anchor_pairs=2
 

@@ -30,6 +30,7 @@ from metavos.data import davis, io
 from metavos.data.errors import DataError
 from metavos.finetune import inner_loop, losses
 from metavos.methods import setup
+from metavos.runtime import sharding
 
 # Config keys that name a loss, where a method's config has them.
 _LOSS_KEYS = ("finetune.loss", "meta.loss", "parent.loss")
@@ -99,12 +100,13 @@ def check_device_split(config: ml_collections.ConfigDict) -> None:
   for key in _SPLIT_KEYS:
     section, name = key.split(".")
     value = config.get(section, {}).get(name, 0)
-    if value and value % n:
-      lower = max(value // n, 1) * n
-      raise ValueError(
-          f"config.{key}={value} is split over the {n} devices of the data "
-          f"mesh; set it to a multiple of {n} (e.g. {lower} or {lower + n}), "
-          f"or --config.num_devices to a divisor of {value}.")
+    if value:  # 0: no such part in the batch (e.g. no labelled pairs).
+      try:
+        sharding.check_splits(value, n)
+      except ValueError as e:
+        raise ValueError(f"config.{key}={value}: {e} (Or set "
+                         f"--config.num_devices to a divisor of it.)") \
+            from None
 
 
 def splits_read(config: ml_collections.ConfigDict) -> list[str]:

@@ -89,14 +89,20 @@ def per_process_batch_size(global_batch_size: int,
   Raises:
     ValueError: the global batch cannot be split evenly over the devices.
   """
-  num_devices = jax.device_count() if mesh is None else mesh.size
+  check_splits(global_batch_size,
+               jax.device_count() if mesh is None else mesh.size)
+  return global_batch_size // jax.process_count()
+
+
+def check_splits(global_batch_size: int, num_devices: int) -> None:
+  """Raises ValueError (with a fix) unless `global_batch_size` is a positive
+  multiple of `num_devices`."""
   if global_batch_size <= 0 or global_batch_size % num_devices:
     lower = max(global_batch_size // num_devices, 1) * num_devices
     raise ValueError(
         f"Global batch size {global_batch_size} is not divisible by the "
         f"{num_devices} devices it is split over. Fix: set the batch size to a "
         f"multiple of {num_devices}, e.g. {lower} or {lower + num_devices}.")
-  return global_batch_size // jax.process_count()
 
 
 def _check_local_leaf(path, leaf, num_local_devices: int) -> None:
