@@ -49,6 +49,7 @@ def parent_config() -> ml_collections.ConfigDict:
   p.weight_decay = 1e-4         # Weight decay.
   p.side_weight_decay = True    # Side-output loss weight decays 1 -> 0 over training.
   p.augment = None              # Per-frame random flip/scale/rotation of the parent's batches (an augment block, see common.augment_config); None = off.
+  p.crop_size = ()              # (H, W): train on a random window of each (augmented) frame, not the whole frame: cheaper steps, more frames an hour; () = whole frames.
   p.frozen_stages = 0           # Backbone stages (from the input) kept at their pretrained values while the parent trains (no gradient, no update); 0 = train every layer.
   return p
 

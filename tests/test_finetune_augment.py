@@ -258,3 +258,34 @@ def test_meta_query_frames_are_augmented_like_the_support():
   colour = (("brightness", 0.3), ("flip", False), ("max_rotation_deg", 0.0),
             ("scale_range", (1.0, 1.0)))
   assert query_loss(colour, 1) != query_loss(colour, 2)
+
+
+def test_random_crop_cuts_the_same_window_of_all_three_at_every_position():
+  height, width, size = 5, 7, (3, 4)
+  ys, xs = np.mgrid[:height, :width]
+  image = np.stack([ys, xs, ys * 10 + xs], -1).astype(np.float32)
+  mask = (ys * 10 + xs).astype(np.int32)
+  valid = (xs % 2 == 0)
+  crop = jax.jit(lambda k: aug.random_crop(k, image, mask, valid, size))
+  seen = set()
+  for key in range(200):
+    i, m, v = crop(jax.random.key(key))
+    assert i.shape == (3, 4, 3) and m.shape == (3, 4) and v.shape == (3, 4)
+    y, x = int(i[0, 0, 0]), int(i[0, 0, 1])
+    np.testing.assert_array_equal(i, image[y:y + 3, x:x + 4])
+    np.testing.assert_array_equal(m, mask[y:y + 3, x:x + 4])
+    np.testing.assert_array_equal(v, valid[y:y + 3, x:x + 4])
+    seen.add((y, x))
+  # Every one of the (5-3+1) x (7-4+1) positions is drawn.
+  assert seen == {(y, x) for y in range(3) for x in range(4)}
+
+
+def test_random_crop_of_the_whole_frame_is_the_frame_and_too_large_fails():
+  image, mask = _frame(6, 8)
+  valid = np.ones((6, 8), bool)
+  out = aug.random_crop(jax.random.key(0), image, mask, valid, (6, 8))
+  for got, want in zip(out, (image, mask, valid)):
+    np.testing.assert_array_equal(got, want)
+  with pytest.raises(ValueError, match=r"crop size \(7, 8\) does not fit a "
+                     r"6x8 frame"):
+    aug.random_crop(jax.random.key(0), image, mask, valid, (7, 8))

@@ -90,6 +90,23 @@ def test_counts_that_split_over_the_devices_pass_the_check():
   validate.check_config(config)
 
 
+@pytest.mark.parametrize("crop", [(64, 64), (0, 32), (24, 32, 3), (24.5, 32)])
+def test_parent_crop_that_is_no_window_of_the_frames_fails_before_training(
+    tmp_path, never_trains, crop):
+  config = osvos.get_config("smoke")  # Training frames 48x64.
+  config.parent.crop_size = crop
+  with pytest.raises(ValueError, match=r"config.parent.crop_size=.* not a "
+                     r"window of the 48x64 training frames .*0 < H <= 48"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_parent_crops_that_fit_pass_the_check():
+  config = osvos.get_config("smoke")
+  for crop in [(48, 64), (16, 24), [1, 1], ()]:
+    config.parent.crop_size = crop
+    validate.check_crop_size(config)
+
+
 @pytest.mark.parametrize("method, field, value, match", [
     ("osvos", "optimizer", "lbfgs", "finetune.optimizer='lbfgs'"),
     ("eosvos", "optimizer", "adam", "e-OSVOS meta-learns rates for plain"),

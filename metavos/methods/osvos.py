@@ -65,15 +65,26 @@ def parent_loss(params, batch, side_weight, rng, *, model: setup.Model,
   return main + side_weight * aux, {"main_loss": main, "side_loss": aux}
 
 
-def augment_parent_batch(batch: dict, rng, augment: dict | None) -> dict:
-  """One random flip/scale/rotation per frame (OSVOS' parent augmentation);
-  the batch unchanged when `augment` is None."""
-  if not augment:
+def augment_parent_batch(batch: dict, rng, augment: dict | None,
+                         crop_size: tuple[int, int] | None = None) -> dict:
+  """One random flip/scale/rotation per frame (OSVOS' parent augmentation),
+  then a random `crop_size` window of each; the batch unchanged when both
+  are None."""
+  if not augment and not crop_size:
     return batch
+
+  def one(key, image, mask, valid):
+    if augment:
+      image, mask, valid = augment_lib.augment(key, image, mask, valid,
+                                               **augment)
+    if crop_size:
+      image, mask, valid = augment_lib.random_crop(
+          jax.random.fold_in(key, 2), image, mask, valid, crop_size)
+    return image, mask, valid
+
   keys = jax.random.split(rng, batch["image"].shape[0])
-  image, mask, valid = jax.vmap(
-      lambda k, i, m, v: augment_lib.augment(k, i, m, v, **augment))(
-          keys, batch["image"], batch["mask"], batch["valid"])
+  image, mask, valid = jax.vmap(one)(keys, batch["image"], batch["mask"],
+                                     batch["valid"])
   return {"image": image, "mask": mask, "valid": valid}
 
 
@@ -83,9 +94,12 @@ def make_update(config, model: setup.Model, mesh):
   total = config.train.num_steps
   decay = config.parent.side_weight_decay
   augment = dict(config.parent.augment) if config.parent.augment else None
+  crop_size = (tuple(config.parent.crop_size) if config.parent.get("crop_size")
+               else None)
 
   def update(state, batch, rng):
-    batch = augment_parent_batch(batch, jax.random.fold_in(rng, 1), augment)
+    batch = augment_parent_batch(batch, jax.random.fold_in(rng, 1), augment,
+                                 crop_size)
     # Deep-supervision weight decays linearly from 1 to 0 over training.
     w = (jnp.maximum(0.0, 1.0 - state["step"] / total) if decay
          else jnp.ones(()))

@@ -6,6 +6,7 @@ the config key or file and the fix, not after hours of training:
 - config values chosen from a fixed set (losses);
 - every global count a training step splits over the devices (the batch,
   two-shot's labelled pairs): a multiple of the data mesh's devices;
+- the parent's training window (`parent.crop_size`) fits its frames;
 - every split that training and evaluation read: the split exists, and (DAVIS
   layouts) every sequence's frames and annotations pair up, every frame is
   whole and the size of its mask, every mask's values follow the mask policy,
@@ -75,6 +76,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                      f"{pairs!r}.")
   if config.get("mode") == "train":
     check_device_split(config)
+    check_crop_size(config)
   ft = config.get("finetune", {})
   optimizer = ft.get("optimizer", "sgd")
   inner_loop.check_optimizer(optimizer)
@@ -107,6 +109,23 @@ def check_device_split(config: ml_collections.ConfigDict) -> None:
         raise ValueError(f"config.{key}={value}: {e} (Or set "
                          f"--config.num_devices to a divisor of it.)") \
             from None
+
+
+def check_crop_size(config: ml_collections.ConfigDict) -> None:
+  """`parent.crop_size`, where set, is a window of the training frames
+  (`train.image_size`): two sides > 0, neither larger than the frame's."""
+  crop = config.get("parent", {}).get("crop_size")
+  if not crop:
+    return
+  frame = tuple(config.train.image_size)
+  if not (isinstance(crop, (tuple, list)) and len(crop) == 2
+          and all(isinstance(c, int) and not isinstance(c, bool) and 0 < c <= f
+                  for c, f in zip(crop, frame))):
+    raise ValueError(
+        f"config.parent.crop_size={crop!r} is not a window of the "
+        f"{frame[0]}x{frame[1]} training frames (config.train.image_size): "
+        f"give (H, W) with 0 < H <= {frame[0]} and 0 < W <= {frame[1]}, or "
+        f"() for whole frames.")
 
 
 def splits_read(config: ml_collections.ConfigDict) -> list[str]:
