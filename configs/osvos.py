@@ -111,7 +111,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     f.optimizer = "adam"
     f.lr = 1e-4
     if a.size == "cpu":
-      c.train.num_steps = 800     # 56-80 min alone on the 2-core box (4.2-6.0 s/step).
+      # 800 steps: 56-80 min alone on the 2-core AVX-512 EPYC of earlier
+      # sessions (4.2-6.0 s/step), 144 min on a 2-core AVX2 EPYC (10.8
+      # s/step); parent.crop_size trains on windows for less (README).
+      c.train.num_steps = 800
       c.train.batch_size = 4
       c.train.log_every = 10
       c.train.checkpoint_every = 50
