@@ -69,7 +69,7 @@ def augment_parent_batch(batch: dict, rng, augment: dict | None,
                          crop_size: tuple[int, int] | None = None) -> dict:
   """One random flip/scale/rotation per frame (OSVOS' parent augmentation),
   then a random `crop_size` window of each; the batch unchanged when both
-  are None."""
+  are off."""
   if not augment and not crop_size:
     return batch
 
