@@ -129,8 +129,11 @@ def weight_grad_blocked(x: jax.Array, g: jax.Array, kh: int, kw: int,
     return cols.reshape(-1, kh * kw * cin).T @ gs.reshape(-1, cout)
 
   # The sum starts from block 0 (not zeros) so that inside shard_map it has
-  # the same device-varying type as every block's product.
-  gk = lax.fori_loop(1, blocks, lambda r, acc: acc + block(r), block(0))
+  # the same device-varying type as every block's product. One block (small
+  # frames) needs no loop: an empty one still costs a traced, batched scan.
+  gk = block(0)
+  if blocks > 1:
+    gk = lax.fori_loop(1, blocks, lambda r, acc: acc + block(r), gk)
   return gk.reshape(kh, kw, cin, cout)
 
 
