@@ -74,9 +74,11 @@ def fast_compile_cached(tmp_path_factory):
 
 
 # The slowest files (measured with --durations on the 2-core box,
-# 2026-12-03), longest first. `--dist loadfile` hands whole files to the two workers in
-# collection order, so starting with these packs the run tighter than
-# leaving a 1-2 minute file for last while the other worker idles.
+# 2026-12-03), longest first, in collection order. pytest-xdist >= 3.6 then
+# queues `--dist loadfile` files by their number of tests
+# (`--loadscope-reorder`, on by default), so these ranks only break ties.
+# Turning that off to run these files first was measured slower on a 2-core
+# AVX2 box (15m21s vs 13m31s): the subprocess-heavy files then run together.
 _SLOW_FILES = (
     "test_memory_methods_xmem.py", "test_methods_end_to_end.py",
     "test_multihost.py", "test_maskrcnn_end_to_end.py",
