@@ -73,22 +73,34 @@ def fast_compile_cached(tmp_path_factory):
   compilation_cache.reset_cache()
 
 
-# The slowest files (measured with --durations on the 2-core box,
-# 2026-12-03), longest first, in collection order. pytest-xdist >= 3.6 then
-# queues `--dist loadfile` files by their number of tests
-# (`--loadscope-reorder`, on by default), so these ranks only break ties.
-# Turning that off to run these files first was measured slower on a 2-core
-# AVX2 box (15m21s vs 13m31s): the subprocess-heavy files then run together.
+# The slowest files (measured with --durations on a 2-core AVX2 EPYC box,
+# 2026-12-07), longest first. `--dist loadfile` hands whole files to the two
+# workers in queue order, so starting with these packs the run tighter than
+# leaving a 1-2 minute file for last while the other worker idles.
 _SLOW_FILES = (
-    "test_memory_methods_xmem.py", "test_methods_end_to_end.py",
-    "test_multihost.py", "test_maskrcnn_end_to_end.py",
-    "test_twoshot_pipeline.py", "test_oneshot_sharding.py",
-    "test_kill_resume.py", "test_memory_oneshot.py",
-    "test_memory_end_to_end.py", "test_segment_cli.py",
-    "test_memory_pretrain.py", "test_oneshot_end_to_end.py",
-    "test_notebook.py", "test_memory_chain.py", "test_meta_frozen.py",
-    "test_memory_vgg.py",
+    "test_methods_end_to_end.py", "test_memory_methods_xmem.py",
+    "test_segment_cli.py", "test_maskrcnn_end_to_end.py",
+    "test_multihost.py", "test_memory_oneshot.py",
+    "test_oneshot_sharding.py", "test_kill_resume.py",
+    "test_methods_protocol.py", "test_twoshot_pipeline.py",
+    "test_memory_end_to_end.py", "test_finetune_frozen.py",
+    "test_twoshot_interface.py", "test_visualize.py",
+    "test_oneshot_end_to_end.py", "test_memory_pretrain.py",
+    "test_meta_frozen.py", "test_notebook.py", "test_memory_vgg.py",
+    "test_maskrcnn_model.py", "test_parent_frozen.py",
+    "test_memory_chain.py",
 )
+
+
+def pytest_configure(config):
+  # pytest-xdist >= 3.6 re-sorts `--dist loadfile` files by their number of
+  # tests (`--loadscope-reorder`, on by default), which would undo the order
+  # below: a file of one 65 s test went last, leaving a worker idle. Off,
+  # the queue keeps the collection order: the suite took 15m21s alone on a
+  # 2-core AVX2 box against 16m15s with the reordering (one run each, same
+  # session, 2026-12-07).
+  if hasattr(config.option, "loadscopereorder"):
+    config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items):
