@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import subprocess
 import time
 from typing import Callable
 
@@ -40,13 +39,33 @@ def compiled_flops(compiled) -> float:
   return float(cost.get("flops", 0.0))
 
 
+# The vector and matrix extensions that decide XLA:CPU's and PyTorch's
+# speed: the same script's ratios differ between CPUs that have them and CPUs
+# that do not (BENCHMARKS.md), so every machine line names them.
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_description(cpuinfo: str) -> str:
+  """'<model name>; <extensions>' from the text of /proc/cpuinfo, e.g.
+  'AMD EPYC; avx2 fma avx512f' ('none of ...' when it lists none of
+  `_ISA_FLAGS`)."""
+  model, flags = "", set()
+  for line in cpuinfo.splitlines():
+    key, _, value = line.partition(":")
+    if key.strip() == "model name" and not model:
+      model = value.strip()
+    elif key.strip() == "flags" and not flags:
+      flags = set(value.split())
+  have = [f for f in _ISA_FLAGS if f in flags]
+  isa = " ".join(have) if have else "none of " + " ".join(_ISA_FLAGS)
+  return f"{model or platform.processor() or platform.machine()}; {isa}"
+
+
 def machine_line() -> str:
-  cpu = platform.processor() or platform.machine()
   try:
-    model = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo"],
-                           capture_output=True, text=True).stdout
-    cpu = model.split(":", 1)[1].strip() or cpu
-  except (OSError, IndexError):
-    pass
+    with open("/proc/cpuinfo") as f:
+      cpu = cpu_description(f.read())
+  except OSError:  # not Linux
+    cpu = platform.processor() or platform.machine()
   return (f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores "
           f"({cpu}), jax {jax.__version__} on {jax.default_backend()}")
