@@ -115,7 +115,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # sessions (4.2-6.0 s/step), ~144 min on a 2-core AVX2 EPYC (800 x 10.8
       # s/step); parent.crop_size='(160,288)' takes 45% of that but scored
       # 3.5 points lower on dev at 800 steps, 1.2 points higher at 1600
-      # (resumed; ~100-125 min on the AVX2 box; BENCHMARKS.md).
+      # (resumed; ~100-125 min on the AVX2 box), 0.1 lower at 2400
+      # (resumed again; BENCHMARKS.md).
       c.train.num_steps = 800
       c.train.batch_size = 4
       c.train.log_every = 10
