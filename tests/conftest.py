@@ -95,10 +95,10 @@ _SLOW_FILES = (
 def pytest_configure(config):
   # pytest-xdist >= 3.6 re-sorts `--dist loadfile` files by their number of
   # tests (`--loadscope-reorder`, on by default), which would undo the order
-  # of `_SLOW_FILES` above: a file of one 65 s test went last, leaving a worker idle. Off,
-  # the queue keeps the collection order: the suite took 15m21s alone on a
-  # 2-core AVX2 box against 16m15s with the reordering (one run each, same
-  # session, 2026-12-07).
+  # of `_SLOW_FILES` above: a file of one 65 s test went last, leaving a
+  # worker idle. Off, the queue keeps the collection order: the suite took
+  # 15m21s alone on a 2-core AVX2 box against 16m15s with the reordering
+  # (one run each, same session, 2026-12-07).
   if hasattr(config.option, "loadscopereorder"):
     config.option.loadscopereorder = False
 

@@ -1,6 +1,8 @@
 """The machine line every benchmark prints names the CPU's model and the
 vector/matrix extensions its speed ratios depend on (BENCHMARKS.md)."""
 
+import os
+
 from benchmarks import common
 
 _AVX512_EPYC = """processor\t: 0
@@ -29,3 +31,6 @@ def test_a_cpu_without_any_of_them_says_so():
 def test_machine_line_on_this_machine():
   line = common.machine_line()
   assert " cores (" in line and "jax " in line
+  if os.path.exists("/proc/cpuinfo"):  # Linux: the line carries the extensions
+    with open("/proc/cpuinfo") as f:
+      assert f"({common.cpu_description(f.read())})" in line
