@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import osvos, twoshot
+from configs import eosvos, oneshot, osvos, stcn, twoshot
 from metavos import train
 from metavos.data import davis, io
 from metavos.data.errors import DataError
@@ -49,21 +49,33 @@ def test_unknown_loss_fails_before_training(tmp_path, never_trains):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
-@pytest.mark.parametrize("clip", [-1.0, float("nan")])
-def test_negative_gradient_clip_fails_before_training(tmp_path, never_trains,
-                                                      clip):
-  config = osvos.get_config("smoke")
-  config.finetune.max_grad_norm = clip
-  with pytest.raises(ValueError, match="config.finetune.max_grad_norm"):
+@pytest.mark.parametrize("method, key, value, match", [
+    (osvos, "finetune.max_grad_norm", -1.0, r"must be >= 0.0, got -1.0"),
+    (osvos, "finetune.max_grad_norm", float("nan"), r"must be >= 0.0, got nan"),
+    # A negative step count used to run a "training" of no steps.
+    (osvos, "train.num_steps", -5, r"must be >= 0, got -5"),
+    (osvos, "finetune.bank", 0, r"must be >= 1, got 0"),
+    (eosvos, "meta.num_inner_steps", 0, r"must be >= 1, got 0"),
+    (eosvos, "meta.lr_init", -0.01, r"must be >= 0.0, got -0.01"),
+    (stcn, "memory.mem_every", 0, r"must be >= 1, got 0"),
+    (twoshot, "twoshot.anchor_pairs", -2, r"must be >= 0, got -2"),
+    (twoshot, "twoshot.teacher_threshold", 1.5,
+     r"must be in \[0.0, 1.0\], got 1.5"),
+])
+def test_settings_out_of_range_fail_before_training(tmp_path, never_trains,
+                                                    method, key, value, match):
+  config = method.get_config("smoke")
+  section, name = key.split(".")
+  config[section][name] = value
+  with pytest.raises(ValueError, match=rf"config\.{key} {match}"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
-def test_negative_two_shot_anchor_pairs_fail_before_training(tmp_path,
-                                                             never_trains):
-  config = twoshot.get_config("smoke")
-  config.twoshot.anchor_pairs = -2
-  with pytest.raises(ValueError, match="config.twoshot.anchor_pairs"):
-    train.train_and_evaluate(config, str(tmp_path / "run"))
+def test_every_preset_is_in_range():
+  for method in (osvos, eosvos, stcn, oneshot, twoshot):
+    # The memory-network methods take configs/stcn.py's recipes.
+    for recipe in (None, *getattr(method, "RECIPES", stcn.RECIPES)):
+      validate.check_ranges(method.get_config(recipe))
 
 
 @pytest.mark.parametrize("batch, pairs, match", [

@@ -3,7 +3,8 @@
 What a run will read later must fail now, in seconds, with a message naming
 the config key or file and the fix, not after hours of training:
 
-- config values chosen from a fixed set (losses);
+- config values chosen from a fixed set (losses), and every numeric
+  setting with a range (counts, sizes, rates, thresholds) within it;
 - every global count a training step splits over the devices (the batch,
   two-shot's labelled pairs): a multiple of the data mesh's devices;
 - the parent's training window (`parent.crop_size`) fits its frames;
@@ -65,15 +66,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         losses.get_loss(config[section][name])
       except ValueError as e:
         raise ValueError(f"config.{key}: {e}") from None
-  clip = config.get("finetune", {}).get("max_grad_norm", 0.0)
-  if not clip >= 0:  # also catches NaN
-    raise ValueError(f"config.finetune.max_grad_norm must be >= 0 (0: no "
-                     f"clipping), got {clip!r}.")
-  pairs = config.get("twoshot", {}).get("anchor_pairs", 0)
-  if not pairs >= 0:
-    raise ValueError(f"config.twoshot.anchor_pairs must be >= 0 (0: no "
-                     f"labelled pairs beside the teacher's clips), got "
-                     f"{pairs!r}.")
+  check_ranges(config)
   if config.get("mode") == "train":
     check_device_split(config)
     check_crop_size(config)
@@ -87,6 +80,54 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.finetune.undo_balance needs a class-balanced "
                      f"finetune.loss {losses.BALANCED_LOSSES}, got "
                      f"{ft.get('loss')!r}.")
+
+
+# The range of each numeric setting that has one, (lowest, highest); keys a
+# method's config lacks are skipped. Below (or above) it a value has no
+# meaning, and most such values would fail only deep in a run, or silently
+# train nothing: a negative step count ran a whole "training" of no steps.
+_COUNT, _SIZE = (0, None), (1, None)  # 0 = none of these; at least one.
+_RATE, _FRACTION = (0.0, None), (0.0, 1.0)
+_RANGES = {
+    **dict.fromkeys((
+        "train.num_steps", "parent.num_steps", "finetune.num_steps",
+        "finetune.online_steps", "finetune.online_interval",
+        "twoshot.warmup_steps", "twoshot.phase2_steps",
+        "pretrain.synthetic_steps", "oneshot.static_pretrain_steps",
+        "loss.start_step", "loss.end_step", "data.max_eval_videos",
+        "finetune.frozen_stages", "parent.frozen_stages",
+        "memory.frozen_key_stages", "memory.top_k", "twoshot.anchor_pairs"),
+        _COUNT),
+    **dict.fromkeys((
+        "train.batch_size", "train.checkpoint_every", "train.log_every",
+        "train.max_checkpoints", "parent.batch_size", "pretrain.batch_size",
+        "finetune.bank", "finetune.copies", "finetune.frames_per_call",
+        "finetune.steps_per_call", "finetune.num_annotated",
+        "finetune.online_recent", "meta.num_inner_steps", "meta.num_query",
+        "meta.support_copies", "memory.max_memory", "memory.mem_every",
+        "clip.max_objects", "labels.per_video"), _SIZE),
+    **dict.fromkeys((
+        "finetune.lr", "finetune.max_grad_norm", "parent.lr", "optim.lr",
+        "optim.grad_clip", "meta.outer_lr", "meta.lrs_outer_lr",
+        "meta.lr_init"), _RATE),
+    **dict.fromkeys((
+        "finetune.momentum", "finetune.bg_threshold", "loss.final_p",
+        "twoshot.teacher_threshold", "twoshot.self_label_threshold",
+        "twoshot.ema_max"), _FRACTION),
+}
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Every setting of `_RANGES` that `config` has lies in its range (a NaN
+  in none)."""
+  for key, (low, high) in _RANGES.items():
+    section, name = key.split(".")
+    if name not in config.get(section, {}):
+      continue
+    value = config[section][name]
+    if not (low <= value and (high is None or value <= high)):  # NaN: fails
+      bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+      raise ValueError(f"config.{key} must be {bounds}, got {value!r}.")
 
 
 # Global counts a training step splits over the data mesh's devices.
