@@ -131,6 +131,10 @@ def load_frames(frames_or_path) -> tuple[np.ndarray, list[str], str]:
   """
   if isinstance(frames_or_path, (str, os.PathLike)):
     path = pathlib.Path(frames_or_path)
+    if not path.exists():  # --frames and --video both come here.
+      raise DataError(path, "no such frame folder or video file",
+                      "pass --frames=<folder of the video's frames> or "
+                      "--video=<video file>")
     frames, names = (read_frame_folder(path) if path.is_dir()
                      else read_video_file(path))
     return frames, names, str(path)

@@ -99,6 +99,8 @@ def _mask(size=(48, 64), value=1):
 
 @pytest.mark.parametrize("case,match", [
     ("empty_folder", "no frames"),
+    ("missing", r"frames_typo: no such frame folder or video file. Fix: "
+                r"pass --frames=.* or --video="),
     ("corrupt_frame", "00001.jpg: corrupt or truncated image"),
     ("frame_sizes", "00002.jpg: frame is 24x32 but"),
     ("mask_size", "first.png: mask is 24x32 but the frames are 48x64. Fix: "
@@ -115,6 +117,8 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, case, match):
   if case == "empty_folder":
     for f in frames.iterdir():
       f.unlink()
+  elif case == "missing":
+    frames = tmp_path / "frames_typo"
   elif case == "corrupt_frame":
     (frames / "00001.jpg").write_bytes(b"\xff\xd8 not a jpeg")
   elif case == "frame_sizes":
