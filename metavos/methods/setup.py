@@ -154,9 +154,8 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
     raise ValueError(
         f"{path}: parameters trained by method {run['method']!r}, whose "
         f"network this config (method {config.method!r}) does not build. "
-        f"Fix: evaluate them with "
-        f"that method's config, configs/{run['method']}.py, and the "
-        f"training run's settings.")
+        f"Fix: evaluate them with that method's config, "
+        f"configs/{run['method']}.py, and the training run's settings.")
   if family == "model":
     want = config.model.input_norm or models.input_norm(config.model)
     field, keys = "model.input_norm", ("model.backbone", "model.pretrained")
