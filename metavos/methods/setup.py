@@ -149,7 +149,7 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
       the fix (the training run's settings, where its config.json has them).
   """
   family = "model" if "model" in config else "memory"
-  run = settings_of_run(path, ("method", family))
+  run = _run_config(path)
   if "method" in run and family not in run:
     raise ValueError(
         f"{path}: parameters trained by method {run['method']!r}, whose "
@@ -172,9 +172,10 @@ def check_input_norm(config: ml_collections.ConfigDict, path: str) -> str:
   saved = checkpoint.read_metadata(path).get("input_norm")
   if saved and saved != want:
     ours = {key: _get(config, key) for key in keys}
-    theirs = settings_of_run(path, keys)
+    theirs = {key: _get(run, key) for key in keys}
     flags = [f"--config.{key}={value or repr(value)}"
-             for key, value in theirs.items() if value != ours[key]]
+             for key, value in theirs.items()
+             if value is not None and value != ours[key]]
     fix = (f"pass the settings of the run that trained them (its "
            f"config.json): {' '.join(flags)}" if flags else
            f"use the training run's model settings, or pass "
@@ -194,17 +195,14 @@ def _get(tree, key: str):
   return tree
 
 
-def settings_of_run(path: str, keys: tuple[str, ...]) -> dict[str, Any]:
-  """`keys`' values in the config.json of the run whose checkpoint `path`
-  names (the workdir above its `checkpoints/`); those it lacks are left out,
-  and all of them when there is no readable config.json there."""
+def _run_config(path: str) -> dict[str, Any]:
+  """The config.json of the run whose checkpoint `path` names (in the
+  workdir above its `checkpoints/`); {} where there is no readable one."""
   root, _ = checkpoint.locate(path)
   try:
-    saved = json.loads((root.parent / metric_writer.CONFIG_FILE).read_text())
+    return json.loads((root.parent / metric_writer.CONFIG_FILE).read_text())
   except (OSError, ValueError):
     return {}
-  values = {key: _get(saved, key) for key in keys}
-  return {key: value for key, value in values.items() if value is not None}
 
 
 def video_segmenter(config: ml_collections.ConfigDict, model: Model):
