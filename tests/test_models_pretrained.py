@@ -251,5 +251,13 @@ def test_memory_network_encoders_load_pretrained(tiny_npz):
     for a, b in zip(jax.tree.leaves(plain[part]), jax.tree.leaves(loaded[part])):
       np.testing.assert_array_equal(a, b)
   cfg.key_backbone = "small"   # a file of another architecture: named error
-  with pytest.raises(DataError, match="tiny.npz"):
+  with pytest.raises(DataError, match="tiny.npz") as error:
+    network.build(cfg, nnx.Rngs(0))
+  # The fix names the settings the memory network reads, not model.*.
+  assert "memory.key_backbone" in str(error.value)
+  assert "model." not in str(error.value)
+  cfg.key_backbone = "tiny"
+  cfg.value_pretrained = str(path.parent / "missing.npz")
+  with pytest.raises(DataError, match=r"missing.npz: pretrained weights file "
+                     r"not found.*memory.value_pretrained=''"):
     network.build(cfg, nnx.Rngs(0))

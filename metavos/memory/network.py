@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from metavos.data import errors
 from metavos.memory import bank
 from metavos.models import normalization
 from metavos.models import pretrained
@@ -481,17 +482,21 @@ def load_encoders(net: MemoryNetwork, cfg) -> None:
   Raises:
     ValueError: `cfg.input_norm` disagrees with the weights loaded.
   """
-  for encoder, path in ((net.key_encoder, cfg.key_pretrained),
-                        (net.value_encoder, cfg.value_pretrained)):
+  for encoder, path, prefix in (
+      (net.key_encoder, cfg.key_pretrained, "memory.key_"),
+      (net.value_encoder, cfg.value_pretrained, "memory.value_")):
     if not path:
       continue
-    if isinstance(encoder, VGGEncoder):
-      weights = vgg_weights.read(path)
-      vgg_weights.load_into(encoder.trunk, weights)
-      encoder.trunk.input_norm = weights.input_norm
-    else:
-      pretrained.load_pretrained_backbone(encoder, path,
-                                          skip_prefixes=("layer4.",))
+    # The loaders' messages name model.pretrained / model.backbone; here
+    # the settings are memory.key_* / memory.value_*.
+    with errors.naming_settings({"model.": prefix}):
+      if isinstance(encoder, VGGEncoder):
+        weights = vgg_weights.read(path)
+        vgg_weights.load_into(encoder.trunk, weights)
+        encoder.trunk.input_norm = weights.input_norm
+      else:
+        pretrained.load_pretrained_backbone(encoder, path,
+                                            skip_prefixes=("layer4.",))
   loaded = input_norms(net)
   if cfg.input_norm and cfg.input_norm != loaded:
     if cfg.key_pretrained or cfg.value_pretrained:
