@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 from metavos import models
+from metavos.data import errors
 from metavos.data.errors import DataError
 from metavos.models import normalization, pretrained
 
@@ -261,3 +262,17 @@ def test_memory_network_encoders_load_pretrained(tiny_npz):
   with pytest.raises(DataError, match=r"missing.npz: pretrained weights file "
                      r"not found.*memory.value_pretrained=''"):
     network.build(cfg, nnx.Rngs(0))
+
+
+def test_naming_settings_renames_the_settings_not_the_files_keys():
+  """The memory encoders' wrapper rewrites model.pretrained/model.backbone
+  only: a key of the file that starts with `model.` is quoted as stored."""
+  with pytest.raises(DataError) as error:
+    with errors.naming_settings("memory.value_"):
+      raise DataError("w.npz", "has no key 'model.backbone.conv1.weight' "
+                      "for model.backbone", "set model.pretrained=''")
+  assert str(error.value) == (
+      "w.npz: has no key 'model.backbone.conv1.weight' for "
+      "memory.value_backbone. Fix: set memory.value_pretrained=''")
+  # One message: the loader's original is not chained beneath it.
+  assert error.value.__cause__ is None and error.value.__suppress_context__

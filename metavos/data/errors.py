@@ -1,6 +1,7 @@
 """The one exception type for bad input data."""
 
 import contextlib
+import re
 
 
 class DataError(ValueError):
@@ -18,20 +19,24 @@ class DataError(ValueError):
     return type(self), (self.path, self.problem, self.fix)
 
 
-@contextlib.contextmanager
-def naming_settings(names: dict[str, str]):
-  """Inside, a DataError's message names other config settings.
+# The settings the shared weight loaders name in their messages; a key of a
+# weights file ('model.backbone.conv1.weight') is not one of them.
+_MODEL_SETTING = re.compile(r"\bmodel\.(pretrained|backbone)\b(?!\.)")
 
-  The shared weight loaders speak of `model.pretrained` and `model.backbone`;
-  a caller loading another setting's file wraps them, e.g.
-  `naming_settings({"model.": "memory.key_"})`, so the fix a user reads names
-  the setting they passed (memory.key_pretrained), not one that would not
-  change anything.
+
+@contextlib.contextmanager
+def naming_settings(prefix: str):
+  """Inside, a DataError names `<prefix>pretrained` / `<prefix>backbone`.
+
+  The shared weight loaders' messages name `model.pretrained` and
+  `model.backbone`; a caller loading another setting's file (the memory
+  encoders: `naming_settings("memory.key_")`) wraps them, so the fix a user
+  reads names the setting they passed, not one that changes nothing. The
+  error is raised again with the rewritten message and its own traceback.
   """
   try:
     yield
   except DataError as e:
-    problem, fix = e.problem, e.fix
-    for old, new in names.items():
-      problem, fix = problem.replace(old, new), fix.replace(old, new)
-    raise DataError(e.path, problem, fix) from e
+    rename = lambda text: _MODEL_SETTING.sub(prefix + r"\1", text)
+    raise DataError(e.path, rename(e.problem), rename(e.fix)).with_traceback(
+        e.__traceback__) from None

@@ -489,7 +489,7 @@ def load_encoders(net: MemoryNetwork, cfg) -> None:
       continue
     # The loaders' messages name model.pretrained / model.backbone; here
     # the settings are memory.key_* / memory.value_*.
-    with errors.naming_settings({"model.": prefix}):
+    with errors.naming_settings(prefix):
       if isinstance(encoder, VGGEncoder):
         weights = vgg_weights.read(path)
         vgg_weights.load_into(encoder.trunk, weights)
