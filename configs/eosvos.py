@@ -142,7 +142,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.finetune.steps_per_call = 2
     c.finetune.copies = 1
     c.meta.tasks_per_call = 0   # One vmapped program: compiles in half the time.
-    c.unroll = 1  # a rolled inner loop: the detector compiles in seconds
   elif a.size == "cpu":
     c.train.batch_size = 2
     c.train.num_steps = 1000
