@@ -78,10 +78,9 @@ def test_eosvos_points_to_meta_init_from(tmp_path):
     eosvos.train(config, str(tmp_path))
 
 
-def test_nan_guard_stops_before_logging_or_saving_the_step(tmp_path):
-  """Parameters become NaN at step 3 while the loss reads 0.0 (the e-OSVOS
-  outer_lr=1e30 case): the run stops at step 3, names the quantity, and
-  neither step 3's checkpoint nor its metrics line exists."""
+def _run_into_nan(workdir, config):
+  """The e-OSVOS outer_lr=1e30 case: parameters become NaN at step 3 while
+  the loss reads 0.0. Returns the FloatingPointError's message."""
   mesh = sharding.make_mesh(1)
   tx = optax.sgd(1.0)
 
@@ -92,19 +91,43 @@ def test_nan_guard_stops_before_logging_or_saving_the_step(tmp_path):
         "loss": jnp.zeros(())}
 
   params = {"w": jnp.zeros((3,))}
-  config = _config(5)
   config.method = "eosvos"
   with pytest.raises(FloatingPointError) as e:
     train_loop.run(
-        config, str(tmp_path), mesh=mesh,
+        config, str(workdir), mesh=mesh,
         init_state=lambda: train_loop.initial_state(params, tx, mesh),
         update=train_loop.jit_update(update, mesh),
         sample=lambda step: {"x": np.zeros((1, 1), np.float32)})
-  msg = str(e.value)
-  assert "['state']['params']['w']" in msg and "after step 3" in msg
-  assert "--config.meta.outer_lr" in msg and "(step 2)" in msg
-  with checkpoint.Checkpointer(tmp_path / "checkpoints",
+  return str(e.value)
+
+
+def _written(workdir):
+  """(checkpoint steps, metrics-line steps) of a run."""
+  with checkpoint.Checkpointer(workdir / "checkpoints",
                                read_only=True) as ckpt:
-    assert ckpt.all_steps() == [1, 2]
-  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-  assert [int(l.split(",")[0].split(":")[1]) for l in lines] == [1, 2]
+    saved = ckpt.all_steps()
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  return saved, [int(l.split(",")[0].split(":")[1]) for l in lines]
+
+
+def test_nan_guard_stops_before_logging_or_saving_the_step(tmp_path):
+  """Logging and saving every step: the run stops at step 3, names the
+  quantity, and neither step 3's checkpoint nor its metrics line exists."""
+  msg = _run_into_nan(tmp_path, _config(5))
+  assert "['state']['params']['w']" in msg and "after step 3;" in msg
+  assert "--config.meta.outer_lr" in msg and "(step 2)" in msg
+  assert _written(tmp_path) == ([1, 2], [1, 2])
+
+
+def test_nan_guard_between_logged_steps(tmp_path):
+  """The guard runs at the steps that write something (log every 2, save
+  every 4): the state that turned NaN at step 3 is found at step 4, before
+  step 4's metrics line or checkpoint; the message names the last step
+  found finite."""
+  config = _config(8)
+  config.train.log_every, config.train.checkpoint_every = 2, 4
+  msg = _run_into_nan(tmp_path, config)
+  assert "['state']['params']['w']" in msg
+  assert "after step 4 (finite at step 2," in msg
+  assert "then restart" in msg  # no checkpoint yet
+  assert _written(tmp_path) == ([], [2])
