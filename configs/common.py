@@ -211,11 +211,12 @@ def shrink_for_smoke(c: ml_collections.ConfigDict) -> None:
   c.train.checkpoint_every = 2
   # Rolled inner loops (the accelerators' program): at these sizes a run
   # is mostly compilation, and a rolled loop compiles one step instead of
-  # every step. On a 2-core AVX2 EPYC (2026-12-08, beside a training run)
-  # train_and_evaluate of the e-OSVOS smoke preset took 39-51 s against
-  # 55-57 s unrolled (two runs each); OSVOS 28 vs 31 s, XMem two-shot 99
-  # vs 107 s (one run each). The CPU's full unrolling is tested on its own
-  # (the inner loop's and the memory chain's rolled == unrolled tests).
+  # every step. `python -m pytest -q tests/test_methods_end_to_end.py
+  # --durations=8` on a 2-core AVX2 EPYC (2026-12-08, beside a training
+  # run): 168 s for the three end-to-end tests against 226 s unrolled (the
+  # suite's durations, same box). The CPU's full unrolling is tested on
+  # its own (the inner loop's and the memory chain's rolled == unrolled
+  # tests).
   c.unroll = 1
 
 
